@@ -1,0 +1,464 @@
+//! A backup: serves reads from its own replica, forwards writes to the primary, and applies what
+//! the primary sends it.
+//!
+//! Start-up follows the seed and then tries for more. The backup sends the bare `JOIN:port` (which
+//! any seed primary understands), retrying with backoff until the primary answers. Once joined, it
+//! asks for a ditto stream with `SYNC:port` on a fresh connection. A ditto primary answers with a
+//! `SNAPSHOT` of its current state and then streams every later entry in order over that
+//! connection, so the backup starts from the primary's state rather than 0 and applies exactly the
+//! primary's order. Anything else (an error, another reply, a closed connection, silence for
+//! [`BackupConfig::sync_timeout_ms`]) means the primary speaks only the seed, and the backup then
+//! applies the `UPDATE:v` requests the primary pushes, as the seed says.
+//!
+//! A client's `WRITE:v` is forwarded. On a stream it goes as `PROPOSE:SET v` over one persistent,
+//! pipelined connection; the primary answers `COMMITTED:epoch:seq` and the backup acknowledges the
+//! client only once its own replica has applied that entry, so a client always reads its own writes
+//! through the same backup. Under a seed-only primary the write goes as `UPDATE:v` on a connection
+//! of its own, and the seed primary's rule (it acknowledges after every backup applied the update)
+//! gives the same guarantee.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::event::{ConnId, Input, LogLevel, Machine, Millis, Output};
+use crate::op::{Op, Register, Seq};
+use crate::session::Sessions;
+use crate::wire::{self, Request, StreamMsg};
+
+/// Settings of a backup.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BackupConfig {
+    /// The port this backup listens on, announced in `JOIN`.
+    pub port: u16,
+    /// The primary's port.
+    pub primary_port: u16,
+    /// First delay before retrying a `JOIN` the primary did not answer; doubles on every failure.
+    pub join_retry_min_ms: u64,
+    /// The longest delay between two `JOIN` attempts.
+    pub join_retry_max_ms: u64,
+    /// How long to wait for the primary's answer to `SYNC` before deciding it is seed-only.
+    pub sync_timeout_ms: u64,
+}
+
+impl BackupConfig {
+    /// Defaults for a backup on `port` whose primary listens on `primary_port`.
+    pub fn new(port: u16, primary_port: u16) -> BackupConfig {
+        BackupConfig {
+            port,
+            primary_port,
+            join_retry_min_ms: 100,
+            join_retry_max_ms: 2_000,
+            sync_timeout_ms: 2_000,
+        }
+    }
+}
+
+/// Where the backup stands with its primary.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Phase {
+    /// Not yet started.
+    Idle,
+    /// A `JOIN` is under way on `conn`, or the next attempt is due at `retry_at`.
+    Joining {
+        conn: Option<ConnId>,
+        retry_at: Option<Millis>,
+        attempt: u32,
+    },
+    /// Joined; `SYNC` sent on `conn`, answer due by `deadline`.
+    Syncing { conn: ConnId, deadline: Millis },
+    /// Fed by the primary's stream on `conn`.
+    Streaming { conn: ConnId },
+    /// The primary speaks only the seed: it pushes `UPDATE:v` requests.
+    SeedOnly,
+}
+
+/// The backup role. See the module documentation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Backup {
+    cfg: BackupConfig,
+    now: Millis,
+    state: Register,
+    /// Epoch and sequence number of the last entry applied from a stream.
+    epoch: u64,
+    applied: Seq,
+    phase: Phase,
+    sessions: Sessions,
+    next_conn: u64,
+    next_token: u64,
+    /// The persistent `PROPOSE` connection, and the (token, client) of each proposal on it, in order.
+    propose_conn: Option<ConnId>,
+    proposals: VecDeque<(u64, ConnId)>,
+    /// One-shot `UPDATE` forwards: connection -> (token, client).
+    forwards: BTreeMap<ConnId, (u64, ConnId)>,
+    /// Committed writes not yet applied here, by (epoch, seq).
+    awaiting_apply: BTreeMap<(u64, Seq), Vec<(u64, ConnId)>>,
+    out: VecDeque<Output>,
+}
+
+impl Backup {
+    /// A backup with value 0 that will join its primary on its first input.
+    pub fn new(cfg: BackupConfig) -> Backup {
+        Backup {
+            cfg,
+            now: Millis(0),
+            state: Register::default(),
+            epoch: 0,
+            applied: 0,
+            phase: Phase::Idle,
+            sessions: Sessions::default(),
+            next_conn: 0,
+            next_token: 0,
+            propose_conn: None,
+            proposals: VecDeque::new(),
+            forwards: BTreeMap::new(),
+            awaiting_apply: BTreeMap::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// This backup's replica.
+    pub fn value(&self) -> i64 {
+        self.state.value()
+    }
+
+    /// Epoch and sequence number of the last entry applied from a stream.
+    pub fn applied(&self) -> (u64, Seq) {
+        (self.epoch, self.applied)
+    }
+
+    /// Whether the backup is fed by a ditto stream.
+    pub fn is_streaming(&self) -> bool {
+        matches!(self.phase, Phase::Streaming { .. })
+    }
+
+    /// The `STATUS` reply.
+    pub fn status(&self) -> String {
+        let mode = match self.phase {
+            Phase::Idle | Phase::Joining { .. } => "joining",
+            Phase::Syncing { .. } => "syncing",
+            Phase::Streaming { .. } => "stream",
+            Phase::SeedOnly => "seed",
+        };
+        format!(
+            "STATUS:role=backup port={} primary={} mode={mode} epoch={} applied={} value={}",
+            self.cfg.port,
+            self.cfg.primary_port,
+            self.epoch,
+            self.applied,
+            self.state.value()
+        )
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) {
+        self.out.push_back(Output::Log { level, message });
+    }
+
+    fn connect_primary(&mut self) -> ConnId {
+        self.next_conn += 1;
+        let conn = ConnId::Outbound(self.next_conn);
+        self.out.push_back(Output::Connect {
+            conn,
+            port: self.cfg.primary_port,
+        });
+        conn
+    }
+
+    fn send(&mut self, conn: ConnId, line: String) {
+        self.out.push_back(Output::Send { conn, line });
+    }
+
+    fn start_join(&mut self, attempt: u32) {
+        let conn = self.connect_primary();
+        self.send(conn, format!("JOIN:{}", self.cfg.port));
+        self.phase = Phase::Joining {
+            conn: Some(conn),
+            retry_at: None,
+            attempt,
+        };
+    }
+
+    fn retry_join(&mut self, attempt: u32, why: &str) {
+        let delay = self
+            .cfg
+            .join_retry_min_ms
+            .saturating_mul(1 << attempt.min(20))
+            .min(self.cfg.join_retry_max_ms);
+        self.log(
+            LogLevel::Warn,
+            format!(
+                "primary :{} {why}; joining again in {delay} ms",
+                self.cfg.primary_port
+            ),
+        );
+        self.phase = Phase::Joining {
+            conn: None,
+            retry_at: Some(self.now.after(delay)),
+            attempt: attempt.saturating_add(1),
+        };
+    }
+
+    fn become_seed_only(&mut self, why: &str) {
+        if let Phase::Syncing { conn, .. } = self.phase {
+            self.out.push_back(Output::Close { conn });
+        }
+        self.phase = Phase::SeedOnly;
+        self.log(
+            LogLevel::Info,
+            format!(
+                "joined primary :{} ({why}); it speaks only the seed protocol, applying its UPDATE pushes",
+                self.cfg.primary_port
+            ),
+        );
+    }
+
+    fn on_line(&mut self, conn: ConnId, line: &[u8]) {
+        match self.phase {
+            Phase::Joining {
+                conn: Some(c),
+                attempt,
+                ..
+            } if c == conn => {
+                self.out.push_back(Output::Close { conn });
+                if wire::is_error_reply(line) {
+                    let reply = String::from_utf8_lossy(line).into_owned();
+                    return self.retry_join(attempt, &format!("refused JOIN ({reply})"));
+                }
+                let sync = self.connect_primary();
+                self.send(sync, format!("SYNC:{}", self.cfg.port));
+                self.phase = Phase::Syncing {
+                    conn: sync,
+                    deadline: self.now.after(self.cfg.sync_timeout_ms),
+                };
+                return;
+            }
+            Phase::Syncing { conn: c, .. } if c == conn => {
+                return match wire::parse_stream(line) {
+                    Ok(StreamMsg::Snapshot { epoch, seq, value }) => {
+                        self.phase = Phase::Streaming { conn };
+                        self.install(conn, epoch, seq, value);
+                        self.log(
+                            LogLevel::Info,
+                            format!(
+                                "joined primary :{} and synced at entry {seq} of epoch {epoch}",
+                                self.cfg.primary_port
+                            ),
+                        );
+                    }
+                    _ => self.become_seed_only("it did not take SYNC"),
+                };
+            }
+            Phase::Streaming { conn: c } if c == conn => return self.on_stream(conn, line),
+            _ => {}
+        }
+        if self.propose_conn == Some(conn) {
+            if let Some((token, client)) = self.proposals.pop_front() {
+                self.on_proposal_reply(token, client, line);
+            }
+            return;
+        }
+        if let Some((token, client)) = self.forwards.remove(&conn) {
+            self.out.push_back(Output::Close { conn });
+            let reply = if wire::is_error_reply(line) {
+                String::from_utf8_lossy(line).into_owned()
+            } else {
+                wire::ACK.to_owned()
+            };
+            let value = self.state.value();
+            self.sessions
+                .resolve(client, token, reply, value, &mut self.out);
+            return;
+        }
+        self.on_request(conn, line);
+    }
+
+    fn on_request(&mut self, conn: ConnId, line: &[u8]) {
+        let value = self.state.value();
+        let reply = match wire::parse_request(line) {
+            Ok(Request::Read) => return self.sessions.read(conn, value, &mut self.out),
+            Ok(Request::Write(v)) => return self.forward(conn, v),
+            Ok(Request::Update(v)) => {
+                if self.is_streaming() {
+                    wire::err_reply(
+                        "this backup follows its primary's SYNC stream; UPDATE is not accepted",
+                    )
+                } else {
+                    self.state.apply(&Op::Set(v));
+                    wire::ACK.to_owned()
+                }
+            }
+            Ok(Request::Status) => self.status(),
+            Ok(Request::Join(_) | Request::Sync(_) | Request::Acked(_) | Request::Propose(_)) => {
+                wire::err_reply(format!(
+                    "this is a backup; the primary listens on port {}",
+                    self.cfg.primary_port
+                ))
+            }
+            Err(e) => wire::err_reply(e),
+        };
+        let value = self.state.value();
+        self.sessions.reply(conn, reply, value, &mut self.out);
+    }
+
+    /// Sends a client's write to the primary; the client's reply waits for the outcome.
+    fn forward(&mut self, client: ConnId, v: i64) {
+        self.next_token += 1;
+        let token = self.next_token;
+        self.sessions.pending(client, token);
+        if self.is_streaming() {
+            let conn = match self.propose_conn {
+                Some(conn) => conn,
+                None => {
+                    let conn = self.connect_primary();
+                    self.propose_conn = Some(conn);
+                    conn
+                }
+            };
+            self.send(conn, format!("PROPOSE:{}", Op::Set(v)));
+            self.proposals.push_back((token, client));
+        } else {
+            let conn = self.connect_primary();
+            self.send(conn, format!("UPDATE:{v}"));
+            self.forwards.insert(conn, (token, client));
+        }
+    }
+
+    fn on_proposal_reply(&mut self, token: u64, client: ConnId, line: &[u8]) {
+        let value = self.state.value();
+        if let Some(pos) = wire::parse_committed(line) {
+            if pos <= (self.epoch, self.applied) {
+                self.sessions
+                    .resolve(client, token, wire::ACK.to_owned(), value, &mut self.out);
+            } else {
+                self.awaiting_apply
+                    .entry(pos)
+                    .or_default()
+                    .push((token, client));
+            }
+        } else {
+            let reply = if wire::is_error_reply(line) {
+                String::from_utf8_lossy(line).into_owned()
+            } else {
+                wire::ACK.to_owned()
+            };
+            self.sessions
+                .resolve(client, token, reply, value, &mut self.out);
+        }
+    }
+
+    fn on_stream(&mut self, conn: ConnId, line: &[u8]) {
+        match wire::parse_stream(line) {
+            Ok(StreamMsg::Snapshot { epoch, seq, value }) => self.install(conn, epoch, seq, value),
+            Ok(StreamMsg::Entries { epoch, first, ops })
+                if epoch == self.epoch && first == self.applied + 1 =>
+            {
+                for op in &ops {
+                    self.state.apply(op);
+                }
+                self.applied += ops.len() as Seq;
+                self.send(conn, format!("ACKED:{}", self.applied));
+                self.release_applied();
+            }
+            _ => {
+                self.out.push_back(Output::Close { conn });
+                self.retry_join(0, "sent an unexpected stream message");
+            }
+        }
+    }
+
+    fn install(&mut self, conn: ConnId, epoch: u64, seq: Seq, value: i64) {
+        self.epoch = epoch;
+        self.applied = seq;
+        self.state = Register::new(value);
+        self.send(conn, format!("ACKED:{seq}"));
+        self.release_applied();
+    }
+
+    /// Acknowledges the clients whose committed writes this replica now holds.
+    fn release_applied(&mut self) {
+        let later = self
+            .awaiting_apply
+            .split_off(&(self.epoch, self.applied.saturating_add(1)));
+        let ready = std::mem::replace(&mut self.awaiting_apply, later);
+        let value = self.state.value();
+        for (token, client) in ready.into_values().flatten() {
+            self.sessions
+                .resolve(client, token, wire::ACK.to_owned(), value, &mut self.out);
+        }
+    }
+
+    fn on_closed(&mut self, conn: ConnId) {
+        match self.phase {
+            Phase::Joining {
+                conn: Some(c),
+                attempt,
+                ..
+            } if c == conn => return self.retry_join(attempt, "is not answering"),
+            Phase::Syncing { conn: c, .. } if c == conn => {
+                return self.become_seed_only("it closed the SYNC connection");
+            }
+            Phase::Streaming { conn: c } if c == conn => {
+                return self.retry_join(0, "closed the stream");
+            }
+            _ => {}
+        }
+        let value = self.state.value();
+        if self.propose_conn == Some(conn) {
+            self.propose_conn = None;
+            for (token, client) in std::mem::take(&mut self.proposals) {
+                let err = wire::err_reply("lost the connection to the primary; outcome unknown");
+                self.sessions
+                    .resolve(client, token, err, value, &mut self.out);
+            }
+        } else if let Some((token, client)) = self.forwards.remove(&conn) {
+            let err = wire::err_reply("primary unreachable; outcome unknown");
+            self.sessions
+                .resolve(client, token, err, value, &mut self.out);
+        } else {
+            self.sessions.forget(conn);
+        }
+    }
+}
+
+impl Machine for Backup {
+    fn handle(&mut self, now: Millis, input: Input<'_>) {
+        self.now = now;
+        if self.phase == Phase::Idle {
+            self.start_join(0);
+        }
+        match input {
+            Input::Line { conn, line } => self.on_line(conn, line),
+            Input::LineTooLong { conn } => {
+                let value = self.state.value();
+                let err = wire::err_reply(format!(
+                    "line too long (limit {} bytes); closing",
+                    wire::MAX_LINE
+                ));
+                self.sessions.reply(conn, err, value, &mut self.out);
+                self.sessions.close(conn, value, &mut self.out);
+            }
+            Input::Closed { conn } => self.on_closed(conn),
+            Input::Tick => match self.phase {
+                Phase::Joining {
+                    retry_at: Some(t),
+                    attempt,
+                    ..
+                } if t <= now => self.start_join(attempt),
+                Phase::Syncing { deadline, .. } if deadline <= now => {
+                    self.become_seed_only("no answer to SYNC")
+                }
+                _ => {}
+            },
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Millis> {
+        match self.phase {
+            Phase::Joining { retry_at, .. } => retry_at,
+            Phase::Syncing { deadline, .. } => Some(deadline),
+            _ => None,
+        }
+    }
+}

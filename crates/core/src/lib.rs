@@ -1,0 +1,27 @@
+//! The sans-IO core of ditto.
+//!
+//! Everything that decides *what* a replica does lives here; nothing here decides *how* bytes move.
+//! There are no sockets, threads or clocks in this crate: a node is a deterministic state machine
+//! that is fed [`Input`]s (a line that arrived on a connection, a connection that closed, the passing
+//! of time) together with the current time, and that yields [`Output`]s (a line to send, a connection
+//! to open or close, a log event) and the next instant it wants to be woken at.
+//!
+//! The same machine therefore runs in three places: under the tokio shell in the real `ditto`
+//! binary, under a simulated network in deterministic tests, and under a model checker that explores
+//! every interleaving of a small configuration.
+//!
+//! The two roles of the seed protocol are [`Primary`] and [`Backup`]. Both share the wire codec
+//! ([`wire`]), the replicated state machine ([`op`]) and the per-connection reply ordering
+//! ([`session`]).
+
+pub mod backup;
+pub mod event;
+pub mod op;
+pub mod primary;
+pub mod session;
+pub mod wire;
+
+pub use backup::{Backup, BackupConfig};
+pub use event::{ConnId, Input, LogLevel, Machine, Millis, Output};
+pub use op::{Op, Register, Seq};
+pub use primary::{Primary, PrimaryConfig};

@@ -1,0 +1,351 @@
+//! The line protocol: parsing requests and stream messages, formatting replies.
+//!
+//! Every message is one line. The seed defines four requests (`READ`, `WRITE:v`, `JOIN:port`,
+//! `UPDATE:v`); ditto adds a few that only ditto servers send to each other (`SYNC`, `ACKED`,
+//! `PROPOSE`, and the stream messages `SNAPSHOT` and `ENTRIES`) plus `STATUS` for operators.
+//! See `docs/protocol.md` for the whole grammar with examples.
+//!
+//! Parsing is liberal where the seed is vague (verbs in any case, blanks around fields) and strict
+//! where a mistake would change state (a value must be a whole `i64`, a port must be 1–65535).
+
+use thiserror::Error;
+
+use crate::op::{Op, Seq};
+
+/// The longest line a server accepts, terminator excluded. Longer lines get `ERR:` and the
+/// connection is closed, so no peer can make a server buffer without bound.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// The most ops one `ENTRIES` message carries, which keeps every stream line far below
+/// [`MAX_LINE`] (an op is at most 24 bytes of text).
+pub const MAX_BATCH: usize = 1024;
+
+/// A request, as received by a server on a connection it accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// `READ`: reply with the replica's value.
+    Read,
+    /// `WRITE:v` from a client.
+    Write(i64),
+    /// `UPDATE:v`: from a backup to the primary (forwarded write), or from the primary to a backup.
+    Update(i64),
+    /// `JOIN:port`: a backup listening on `port` joins the primary.
+    Join(u16),
+    /// `SYNC:port` (ditto): the backup at `port` asks for a snapshot and an ordered stream of
+    /// entries on this connection instead of one `UPDATE` per connection.
+    Sync(u16),
+    /// `ACKED:seq` (ditto): on a stream, the backup has applied every entry up to `seq`.
+    Acked(Seq),
+    /// `PROPOSE:op` (ditto): a backup forwards a client's write and wants to know its sequence
+    /// number, so that it can answer the client only once its own replica holds the write.
+    Propose(Op),
+    /// `STATUS`: one line describing the node, for operators and tests.
+    Status,
+}
+
+/// A message from the primary on a `SYNC` stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamMsg {
+    /// `SNAPSHOT:epoch:seq:value`: the whole state as of `seq`; entries after it follow.
+    Snapshot { epoch: u64, seq: Seq, value: i64 },
+    /// `ENTRIES:epoch:first:op;op;...`: consecutive entries starting at sequence number `first`.
+    Entries {
+        epoch: u64,
+        first: Seq,
+        ops: Vec<Op>,
+    },
+}
+
+/// Why a line is not a valid request. The `Display` text is what follows `ERR:` on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ParseError {
+    #[error("empty request")]
+    Empty,
+    #[error("request is not valid UTF-8")]
+    NotUtf8,
+    #[error("unknown command (try READ, WRITE:<n>, UPDATE:<n>, JOIN:<port>)")]
+    UnknownVerb,
+    #[error("{0} needs an argument, e.g. {0}:5")]
+    MissingArgument(&'static str),
+    #[error("{0} takes no argument")]
+    UnexpectedArgument(&'static str),
+    #[error("bad value: expected a whole number from -9223372036854775808 to 9223372036854775807")]
+    BadValue,
+    #[error("bad port: expected a whole number from 1 to 65535")]
+    BadPort,
+    #[error("bad sequence number")]
+    BadSeq,
+    #[error("bad operation (expected e.g. SET 5)")]
+    BadOp,
+    #[error("bad stream message")]
+    BadStream,
+}
+
+/// Splits `line` into its verb (upper-cased) and optional argument, both trimmed.
+fn split(line: &[u8]) -> Result<(String, Option<&str>), ParseError> {
+    let text = std::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    Ok(match text.split_once(':') {
+        Some((verb, arg)) => (verb.trim().to_ascii_uppercase(), Some(arg.trim())),
+        None => (text.to_ascii_uppercase(), None),
+    })
+}
+
+fn value(arg: &str) -> Result<i64, ParseError> {
+    arg.parse().map_err(|_| ParseError::BadValue)
+}
+
+fn port(arg: &str) -> Result<u16, ParseError> {
+    match arg.parse::<u16>() {
+        Ok(p) if p != 0 => Ok(p),
+        _ => Err(ParseError::BadPort),
+    }
+}
+
+/// Parses one request line.
+pub fn parse_request(line: &[u8]) -> Result<Request, ParseError> {
+    let (verb, arg) = split(line)?;
+    let verb: &'static str = match verb.as_str() {
+        "READ" => "READ",
+        "WRITE" => "WRITE",
+        "UPDATE" => "UPDATE",
+        "JOIN" => "JOIN",
+        "SYNC" => "SYNC",
+        "ACKED" => "ACKED",
+        "PROPOSE" => "PROPOSE",
+        "STATUS" => "STATUS",
+        _ => return Err(ParseError::UnknownVerb),
+    };
+    let needs = |arg: Option<&str>| match arg {
+        Some(a) if !a.is_empty() => Ok(a.to_owned()),
+        _ => Err(ParseError::MissingArgument(verb)),
+    };
+    match verb {
+        "READ" | "STATUS" => match arg {
+            None => Ok(if verb == "READ" {
+                Request::Read
+            } else {
+                Request::Status
+            }),
+            Some(_) => Err(ParseError::UnexpectedArgument(verb)),
+        },
+        "WRITE" => Ok(Request::Write(value(&needs(arg)?)?)),
+        "UPDATE" => Ok(Request::Update(value(&needs(arg)?)?)),
+        "JOIN" => Ok(Request::Join(port(&needs(arg)?)?)),
+        "SYNC" => Ok(Request::Sync(port(&needs(arg)?)?)),
+        "ACKED" => needs(arg)?
+            .parse()
+            .map(Request::Acked)
+            .map_err(|_| ParseError::BadSeq),
+        _ => Op::parse(&needs(arg)?)
+            .map(Request::Propose)
+            .ok_or(ParseError::BadOp),
+    }
+}
+
+/// Parses one line of a `SYNC` stream, as received by a backup.
+pub fn parse_stream(line: &[u8]) -> Result<StreamMsg, ParseError> {
+    let text = std::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
+    let mut parts = text.trim().splitn(4, ':');
+    let (verb, epoch, seq, rest) = (
+        parts.next().unwrap_or_default(),
+        parts.next().ok_or(ParseError::BadStream)?,
+        parts.next().ok_or(ParseError::BadStream)?,
+        parts.next().ok_or(ParseError::BadStream)?,
+    );
+    let epoch = epoch.parse().map_err(|_| ParseError::BadStream)?;
+    let seq = seq.parse().map_err(|_| ParseError::BadSeq)?;
+    match verb {
+        "SNAPSHOT" => Ok(StreamMsg::Snapshot {
+            epoch,
+            seq,
+            value: value(rest)?,
+        }),
+        "ENTRIES" => {
+            let ops = rest
+                .split(';')
+                .map(|op| Op::parse(op).ok_or(ParseError::BadOp))
+                .collect::<Result<Vec<_>, _>>()?;
+            if seq == 0 || ops.is_empty() {
+                return Err(ParseError::BadStream);
+            }
+            Ok(StreamMsg::Entries {
+                epoch,
+                first: seq,
+                ops,
+            })
+        }
+        _ => Err(ParseError::BadStream),
+    }
+}
+
+/// Formats a stream message for the wire.
+pub fn format_stream(msg: &StreamMsg) -> String {
+    match msg {
+        StreamMsg::Snapshot { epoch, seq, value } => format!("SNAPSHOT:{epoch}:{seq}:{value}"),
+        StreamMsg::Entries { epoch, first, ops } => {
+            let mut line = format!("ENTRIES:{epoch}:{first}:");
+            for (i, op) in ops.iter().enumerate() {
+                if i > 0 {
+                    line.push(';');
+                }
+                line.push_str(&op.to_string());
+            }
+            line
+        }
+    }
+}
+
+/// The acknowledgement of a write, update or join.
+pub const ACK: &str = "ACK";
+
+/// The reply to `READ`.
+pub fn value_reply(value: i64) -> String {
+    format!("VALUE:{value}")
+}
+
+/// An error reply. `reason` must not contain a newline.
+pub fn err_reply(reason: impl std::fmt::Display) -> String {
+    format!("ERR:{reason}")
+}
+
+/// The reply to `PROPOSE`: the write is committed as entry `seq` of `epoch`.
+pub fn committed_reply(epoch: u64, seq: Seq) -> String {
+    format!("COMMITTED:{epoch}:{seq}")
+}
+
+/// Parses a `COMMITTED:epoch:seq` reply.
+pub fn parse_committed(line: &[u8]) -> Option<(u64, Seq)> {
+    let text = std::str::from_utf8(line).ok()?.trim();
+    let rest = text.strip_prefix("COMMITTED:")?;
+    let (epoch, seq) = rest.split_once(':')?;
+    Some((epoch.parse().ok()?, seq.parse().ok()?))
+}
+
+/// Whether a reply line reports an error.
+///
+/// Seed-only peers acknowledge in their own words (`ACK`, `OK`, `COMPLETE_UPDATE`...), so anything
+/// that does not start with `ERR` counts as an acknowledgement.
+pub fn is_error_reply(line: &[u8]) -> bool {
+    let trimmed = line.trim_ascii_start();
+    trimmed.len() >= 3 && trimmed[..3].eq_ignore_ascii_case(b"ERR")
+}
+
+/// Parses a `VALUE:n` reply.
+pub fn parse_value_reply(line: &str) -> Option<i64> {
+    line.trim().strip_prefix("VALUE:")?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_seed_requests() {
+        assert_eq!(parse_request(b"READ"), Ok(Request::Read));
+        assert_eq!(parse_request(b"WRITE:5"), Ok(Request::Write(5)));
+        assert_eq!(parse_request(b"WRITE:-12"), Ok(Request::Write(-12)));
+        assert_eq!(parse_request(b"UPDATE:7"), Ok(Request::Update(7)));
+        assert_eq!(parse_request(b"JOIN:7001"), Ok(Request::Join(7001)));
+    }
+
+    #[test]
+    fn is_liberal_in_case_and_blanks() {
+        assert_eq!(parse_request(b" read \r"), Ok(Request::Read));
+        assert_eq!(parse_request(b"write: 5 "), Ok(Request::Write(5)));
+        assert_eq!(parse_request(b"Join:7001"), Ok(Request::Join(7001)));
+    }
+
+    #[test]
+    fn rejects_malformed_requests_with_reasons() {
+        assert_eq!(parse_request(b""), Err(ParseError::Empty));
+        assert_eq!(parse_request(b"   "), Err(ParseError::Empty));
+        assert_eq!(parse_request(b"FROB"), Err(ParseError::UnknownVerb));
+        assert_eq!(parse_request(b"FROB:1"), Err(ParseError::UnknownVerb));
+        assert_eq!(
+            parse_request(b"WRITE"),
+            Err(ParseError::MissingArgument("WRITE"))
+        );
+        assert_eq!(
+            parse_request(b"WRITE:"),
+            Err(ParseError::MissingArgument("WRITE"))
+        );
+        assert_eq!(parse_request(b"WRITE:abc"), Err(ParseError::BadValue));
+        assert_eq!(parse_request(b"WRITE:1.5"), Err(ParseError::BadValue));
+        assert_eq!(
+            parse_request(b"WRITE:9223372036854775808"),
+            Err(ParseError::BadValue)
+        );
+        assert_eq!(
+            parse_request(b"READ:1"),
+            Err(ParseError::UnexpectedArgument("READ"))
+        );
+        assert_eq!(parse_request(b"JOIN:0"), Err(ParseError::BadPort));
+        assert_eq!(parse_request(b"JOIN:65536"), Err(ParseError::BadPort));
+        assert_eq!(parse_request(b"JOIN:-1"), Err(ParseError::BadPort));
+        assert_eq!(parse_request(b"WRITE:\xff"), Err(ParseError::NotUtf8));
+        assert_eq!(parse_request(b"PROPOSE:SET x"), Err(ParseError::BadOp));
+        assert_eq!(parse_request(b"ACKED:x"), Err(ParseError::BadSeq));
+    }
+
+    #[test]
+    fn stream_messages_round_trip() {
+        let msgs = [
+            StreamMsg::Snapshot {
+                epoch: 9,
+                seq: 0,
+                value: -3,
+            },
+            StreamMsg::Entries {
+                epoch: 9,
+                first: 4,
+                ops: vec![Op::Set(1), Op::Set(i64::MIN)],
+            },
+        ];
+        for msg in msgs {
+            assert_eq!(parse_stream(format_stream(&msg).as_bytes()), Ok(msg));
+        }
+        assert!(parse_stream(b"ENTRIES:1:0:SET 1").is_err());
+        assert!(parse_stream(b"ENTRIES:1:1:").is_err());
+        assert!(parse_stream(b"SNAPSHOT:1:1").is_err());
+        assert!(parse_stream(b"ACK").is_err());
+    }
+
+    #[test]
+    fn classifies_foreign_acknowledgements() {
+        for ok in [&b"ACK"[..], b"OK", b"COMPLETE_UPDATE", b"done"] {
+            assert!(!is_error_reply(ok));
+        }
+        for err in [&b"ERR:x"[..], b"err", b"ERROR: nope"] {
+            assert!(is_error_reply(err));
+        }
+    }
+
+    #[test]
+    fn a_full_batch_fits_in_a_line() {
+        let msg = StreamMsg::Entries {
+            epoch: u64::MAX,
+            first: u64::MAX - MAX_BATCH as u64,
+            ops: vec![Op::Set(i64::MIN); MAX_BATCH],
+        };
+        assert!(format_stream(&msg).len() < MAX_LINE);
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(line in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = parse_request(&line);
+            let _ = parse_stream(&line);
+        }
+
+        #[test]
+        fn writes_round_trip(v in any::<i64>()) {
+            prop_assert_eq!(parse_request(format!("WRITE:{v}").as_bytes()), Ok(Request::Write(v)));
+            prop_assert_eq!(parse_value_reply(&value_reply(v)), Some(v));
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Scenario tests: the real primary and backup state machines wired through an in-memory network.
+
+mod sim;
+
+use sim::{Net, Rng};
+
+const P: u16 = 7000;
+
+fn cluster(backups: &[u16]) -> Net {
+    let mut net = Net::default();
+    net.add_primary(P);
+    for &b in backups {
+        net.add_backup(b, P);
+    }
+    net.run_in_order();
+    net
+}
+
+#[test]
+fn backups_join_and_follow_a_stream() {
+    let net = cluster(&[7001, 7002]);
+    for b in [7001, 7002] {
+        assert!(net.backup(b).is_streaming(), "{:?}", net.logs);
+    }
+    let backups = net.primary(P).backups();
+    assert_eq!(backups, vec![(7001, Some(0)), (7002, Some(0))]);
+}
+
+#[test]
+fn a_write_is_acknowledged_only_after_every_backup_applied_it() {
+    let mut net = cluster(&[7001, 7002]);
+    let c = net.client(P);
+    net.send(c, "WRITE:5");
+    // Deliver only the client's line: the primary applies and streams, but must not answer yet.
+    net.deliver_client(c);
+    assert_eq!(net.primary(P).value(), 5);
+    assert!(
+        net.replies(c).is_empty(),
+        "acknowledged before the backups applied the write"
+    );
+    net.run_in_order();
+    assert_eq!(net.replies(c), ["ACK"]);
+    assert_eq!(net.backup(7001).value(), 5);
+    assert_eq!(net.backup(7002).value(), 5);
+}
+
+#[test]
+fn a_write_through_a_backup_is_read_back_through_it() {
+    let mut net = cluster(&[7001, 7002]);
+    let c = net.client(7001);
+    net.send(c, "WRITE:9");
+    net.send(c, "READ");
+    net.run(&mut Rng::new(3));
+    assert_eq!(net.replies(c), ["ACK", "VALUE:9"]);
+    assert_eq!(net.primary(P).value(), 9);
+    assert_eq!(net.backup(7002).value(), 9);
+}
+
+#[test]
+fn the_seed_messages_have_their_seed_meaning() {
+    let mut net = cluster(&[7001]);
+    let c = net.client(P);
+    for line in ["READ", "UPDATE:4", "READ", "JOIN:7009"] {
+        net.send(c, line);
+    }
+    net.run_in_order();
+    assert_eq!(net.replies(c), ["VALUE:0", "ACK", "VALUE:4", "ACK"]);
+    let b = net.client(7001);
+    net.send(b, "READ");
+    net.send(b, "JOIN:7003");
+    net.run_in_order();
+    assert_eq!(net.replies(b)[0], "VALUE:4");
+    assert!(
+        net.replies(b)[1].starts_with("ERR:"),
+        "{:?}",
+        net.replies(b)
+    );
+}
+
+#[test]
+fn bad_input_gets_an_error_and_changes_nothing() {
+    let mut net = cluster(&[7001]);
+    for port in [P, 7001] {
+        let c = net.client(port);
+        for line in [
+            "WRITE:abc",
+            "WRITE:",
+            "FROB",
+            "",
+            "JOIN:0",
+            "READ:1",
+            "WRITE:1e3",
+            "ACKED:3",
+        ] {
+            net.send(c, line);
+        }
+        net.send(c, "READ");
+        net.run_in_order();
+        let replies = net.replies(c);
+        assert_eq!(replies.len(), 9);
+        assert!(
+            replies[..8].iter().all(|r| r.starts_with("ERR:")),
+            "{replies:?}"
+        );
+        assert_eq!(replies[8], "VALUE:0");
+    }
+    assert_eq!(net.primary(P).last_seq(), 0);
+}
+
+#[test]
+fn a_late_backup_starts_from_the_current_state() {
+    let mut net = cluster(&[7001]);
+    let c = net.client(P);
+    net.send(c, "WRITE:42");
+    net.run_in_order();
+    net.add_backup(7002, P);
+    net.run_in_order();
+    assert_eq!(net.backup(7002).value(), 42);
+    net.send(c, "WRITE:43");
+    net.run_in_order();
+    assert_eq!(net.backup(7002).value(), 43);
+}
+
+#[test]
+fn a_backup_joining_while_writes_are_in_flight_misses_none() {
+    for seed in 0..200 {
+        let mut rng = Rng::new(seed);
+        let mut net = cluster(&[7001]);
+        let c = net.client(P);
+        let d = net.client(7001);
+        net.send(c, "WRITE:1");
+        net.send(d, "WRITE:2");
+        net.add_backup(7002, P);
+        net.send(c, "WRITE:3");
+        net.run(&mut rng);
+        let p = net.primary(P).value();
+        assert_eq!(net.backup(7001).value(), p, "seed {seed}");
+        assert_eq!(net.backup(7002).value(), p, "seed {seed}");
+    }
+}
+
+#[test]
+fn concurrent_writes_reach_every_replica_in_one_order() {
+    for seed in 0..300 {
+        let mut rng = Rng::new(seed);
+        let mut net = cluster(&[7001, 7002]);
+        let clients: Vec<_> = [P, 7001, 7002, 7001]
+            .iter()
+            .map(|&p| net.client(p))
+            .collect();
+        for (i, &c) in clients.iter().enumerate() {
+            for k in 0..3 {
+                net.send(c, &format!("WRITE:{}", i * 10 + k));
+            }
+            net.send(c, "READ");
+        }
+        net.run(&mut rng);
+        let p = net.primary(P);
+        assert_eq!(p.last_seq(), 12, "seed {seed}");
+        assert_eq!(p.commit_seq(), 12, "seed {seed}");
+        for b in [7001, 7002] {
+            assert_eq!(net.backup(b).value(), p.value(), "seed {seed}");
+            assert_eq!(net.backup(b).applied().1, 12, "seed {seed}");
+        }
+        for (i, &c) in clients.iter().enumerate() {
+            let r = net.replies(c);
+            assert_eq!(r[..3], ["ACK", "ACK", "ACK"], "seed {seed}");
+            // The read follows the client's own last write, so it sees it or a later write.
+            assert!(r[3].starts_with("VALUE:"), "seed {seed}: {r:?}");
+            let _ = i;
+        }
+    }
+}
+
+#[test]
+fn a_dead_backup_is_dropped_and_writes_go_on() {
+    let mut net = cluster(&[7001, 7002]);
+    net.crash(7002);
+    let c = net.client(P);
+    net.send(c, "WRITE:8");
+    net.run_in_order();
+    assert_eq!(net.replies(c), ["ACK"]);
+    assert_eq!(net.primary(P).backups(), vec![(7001, Some(1))]);
+    // It comes back on the same port and catches up from a snapshot.
+    net.add_backup(7002, P);
+    net.run_in_order();
+    assert_eq!(net.backup(7002).value(), 8);
+}
+
+#[test]
+fn a_backup_rejoins_after_losing_its_primary() {
+    let mut net = cluster(&[7001]);
+    let c = net.client(P);
+    net.send(c, "WRITE:5");
+    net.run_in_order();
+    net.crash(P);
+    // The backup keeps serving reads while it retries the join.
+    let r = net.client(7001);
+    net.send(r, "READ");
+    for _ in 0..20 {
+        net.deliver_all_once();
+        net.fire_timer();
+    }
+    assert_eq!(net.replies(r), ["VALUE:5"]);
+    assert!(
+        net.logs.iter().any(|l| l.contains("joining again")),
+        "{:?}",
+        net.logs
+    );
+    net.add_primary(P);
+    net.run_in_order();
+    assert!(net.backup(7001).is_streaming());
+    // The new primary's state wins: without durability a restarted primary starts from 0.
+    assert_eq!(net.backup(7001).value(), 0);
+}
