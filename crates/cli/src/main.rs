@@ -1,1 +1,98 @@
-fn main() {}
+//! `ditto`: a replicated data store speaking the primary-based remote-write protocol.
+//!
+//! One binary plays every part: `primary`, `backup`, `client`, and the tools around them (`up`
+//! starts a local cluster, `bench` measures it).
+
+mod cluster;
+mod cmd;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A replicated data store: one primary, any number of backups, sequentially consistent.
+#[derive(Debug, Parser)]
+#[command(name = "ditto", version, about, long_about = None)]
+struct Cli {
+    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
+    log_level: String,
+
+    /// Exit when standard input reaches end of file (used by `ditto up` for its children, so
+    /// they never outlive it).
+    #[arg(long, global = true, hide = true)]
+    exit_on_stdin_eof: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the primary server on PORT.
+    Primary(cmd::serve::PrimaryArgs),
+    /// Run a backup server on BACKUP_PORT that joins the primary at PRIMARY_PORT.
+    Backup(cmd::serve::BackupArgs),
+    /// Send commands to the server at PORT: the given one, or lines typed or piped in.
+    Client(cmd::client::ClientArgs),
+    /// Start a local cluster (a primary and backups) and open a prompt on the primary.
+    Up(cmd::up::UpArgs),
+    /// Measure throughput and latency against running servers.
+    Bench(cmd::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                let _ = e.print();
+                return ExitCode::from(2);
+            }
+            // One line, not clap's usage block: scripts and people both read the first line.
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("error");
+            eprintln!("{first} (see `ditto --help`)");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(&cli.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let exit_on_eof = cli.exit_on_stdin_eof;
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Primary(args) => cmd::serve::primary(args, exit_on_eof).await,
+            Command::Backup(args) => cmd::serve::backup(args, exit_on_eof).await,
+            Command::Client(args) => cmd::client::run(args).await,
+            Command::Up(args) => cmd::up::run(args).await,
+            Command::Bench(args) => cmd::bench::run(args).await,
+        }
+    });
+    // The prompt may leave a thread blocked on the terminal; do not wait for it.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,17 @@
-//! placeholder
+//! The tokio shell around ditto's sans-IO core.
+//!
+//! The core ([`ditto_core`]) decides everything; this crate only moves bytes and time. One
+//! [`driver`] loop per node owns the core's state machine, feeds it the lines that connection tasks
+//! read, and carries out what it asks: send a line, open or close a connection, wake it at a time.
+//! Sockets are reached through the [`Net`] trait so that the same code runs over real TCP
+//! ([`TokioNet`]) and over a simulated network in tests.
+
+pub mod client;
+pub mod codec;
+mod conn;
+pub mod driver;
+pub mod net;
+
+pub use client::{Client, ClientError};
+pub use driver::{DriverConfig, run_backup, run_primary};
+pub use net::{Listener, Net, TokioNet};

@@ -1,0 +1,181 @@
+//! A local cluster of `ditto` processes: a primary and backups, each a child process of this one.
+//!
+//! Used by `ditto up` (and by tools that need a cluster of their own). Children are started with
+//! `--exit-on-stdin-eof` and a pipe on their stdin, so they exit even if this process is killed
+//! before it can stop them.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ditto_server::Client;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// How long a started cluster may take to have every backup joined and synced.
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One server process.
+#[derive(Debug)]
+pub struct Server {
+    pub role: &'static str,
+    pub port: u16,
+    child: Child,
+}
+
+impl Server {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// A running local cluster.
+#[derive(Debug)]
+pub struct LocalCluster {
+    pub primary: u16,
+    pub backups: Vec<u16>,
+    pub servers: Vec<Server>,
+}
+
+fn spawn(args: &[String], log_level: &str, quiet: bool) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("cannot find the ditto executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--exit-on-stdin-eof")
+        .arg("--log-level")
+        .arg(log_level)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(if quiet {
+            Stdio::null()
+        } else {
+            Stdio::inherit()
+        })
+        .kill_on_drop(true);
+    cmd.spawn().context("cannot start a ditto server process")
+}
+
+/// Sends `STATUS` to `port`, if something answers there.
+pub async fn status(port: u16) -> Option<String> {
+    let mut client = Client::connect(port, Duration::from_millis(500))
+        .await
+        .ok()?;
+    client.request("STATUS").await.ok()
+}
+
+/// Whether a primary's `STATUS` line shows every port of `backups` synced on a stream.
+pub fn backups_synced(status: &str, backups: &[u16]) -> bool {
+    let Some(list) = status
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("backups="))
+    else {
+        return backups.is_empty();
+    };
+    backups.iter().all(|port| {
+        list.split(',').any(|entry| {
+            let mut parts = entry.split(':');
+            parts.next() == Some(&port.to_string())
+                && parts.next() == Some("stream")
+                && parts.next().is_some_and(|acked| acked != "none")
+        })
+    })
+}
+
+impl LocalCluster {
+    /// Starts a primary on `base_port` and `backups` backups on the ports after it, and waits
+    /// until every backup has joined and synced.
+    pub async fn start(
+        base_port: u16,
+        backups: usize,
+        log_level: &str,
+        quiet: bool,
+    ) -> anyhow::Result<LocalCluster> {
+        let last = base_port as usize + backups;
+        if last > u16::MAX as usize {
+            bail!("ports {base_port}..={last} do not fit below 65536");
+        }
+        let mut cluster = LocalCluster {
+            primary: base_port,
+            backups: (1..=backups).map(|i| base_port + i as u16).collect(),
+            servers: Vec::new(),
+        };
+        let child = spawn(&["primary".into(), base_port.to_string()], log_level, quiet)?;
+        cluster.servers.push(Server {
+            role: "primary",
+            port: base_port,
+            child,
+        });
+        cluster
+            .await_ready(|s| s.starts_with("STATUS:role=primary"))
+            .await?;
+        for port in cluster.backups.clone() {
+            let args = ["backup".into(), port.to_string(), base_port.to_string()];
+            let child = spawn(&args, log_level, quiet)?;
+            cluster.servers.push(Server {
+                role: "backup",
+                port,
+                child,
+            });
+        }
+        let backups = cluster.backups.clone();
+        cluster.await_ready(|s| backups_synced(s, &backups)).await?;
+        Ok(cluster)
+    }
+
+    /// Polls the primary's `STATUS` until `ready` holds, failing early if a server exits.
+    async fn await_ready(&mut self, ready: impl Fn(&str) -> bool) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            for server in &mut self.servers {
+                if let Some(status) = server.child.try_wait()? {
+                    bail!(
+                        "the {} on port {} exited ({status}); is the port in use?",
+                        server.role,
+                        server.port
+                    );
+                }
+            }
+            if let Some(s) = status(self.primary).await
+                && ready(&s)
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the cluster did not come up within {START_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops every server: SIGTERM, then SIGKILL for any still running after a grace period.
+    pub async fn stop(&mut self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        for server in &self.servers {
+            if let Some(pid) = server.pid() {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            }
+        }
+        for server in &mut self.servers {
+            let waited = tokio::time::timeout(Duration::from_secs(3), server.child.wait()).await;
+            if waited.is_err() {
+                let _ = server.child.kill().await;
+            }
+        }
+        self.servers.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_synced_backups_from_status() {
+        let s = "STATUS:role=primary port=7000 epoch=1 last=0 commit=0 value=0 backups=7001:stream:0,7002:seed:none";
+        assert!(backups_synced(s, &[7001]));
+        assert!(!backups_synced(s, &[7002]));
+        assert!(!backups_synced(s, &[7001, 7003]));
+        assert!(backups_synced("STATUS:role=primary backups=", &[]));
+    }
+}

@@ -1,0 +1,252 @@
+//! `ditto client`: send one command, or run a prompt (interactive or fed from stdin).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use ditto_core::wire;
+use ditto_server::{Client, ClientError};
+use tokio::io::AsyncBufReadExt;
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Port of the server to talk to (127.0.0.1).
+    #[arg(value_parser = super::port)]
+    port: u16,
+    /// A command to send and exit, e.g. `READ`, `WRITE:5` or `write 5`. Without one, commands
+    /// are read from the prompt, or line by line from standard input when it is not a terminal.
+    command: Vec<String>,
+    /// Seconds to wait for a connection and for each reply.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+    timeout: f64,
+}
+
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t > 0.0 && t.is_finite() && t <= 86_400.0 => Ok(t),
+        _ => Err(format!(
+            "'{s}' is not a number of seconds between 0 and 86400"
+        )),
+    }
+}
+
+pub const HELP: &str = "\
+Commands (a friendly form, or the raw protocol line):
+  read               READ         the server's value
+  write <n>          WRITE:<n>    set the value to n (a 64-bit integer)
+  status             STATUS       role, sequence numbers, backups
+  connect <port>                  talk to the server on another port
+  help                            this text
+  quit, exit, Ctrl-D              leave
+Any other line is sent unchanged (e.g. UPDATE:5, JOIN:7003).";
+
+/// What a typed line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Typed {
+    /// Send this protocol line.
+    Send(String),
+    Help,
+    Connect(u16),
+    Quit,
+    /// A blank line.
+    Nothing,
+}
+
+/// Reads a typed line: friendly forms become protocol lines, raw lines pass through unchanged.
+pub fn interpret(line: &str) -> Result<Typed, String> {
+    let trimmed = line.trim();
+    let mut words = trimmed.split_whitespace();
+    let first = words.next().unwrap_or_default().to_ascii_lowercase();
+    let rest: Vec<&str> = words.collect();
+    let one_arg = |verb: &str| match rest.as_slice() {
+        [arg] => Ok(Typed::Send(format!("{verb}:{arg}"))),
+        _ => Err(format!("usage: {} <n>", verb.to_ascii_lowercase())),
+    };
+    match (first.as_str(), rest.is_empty()) {
+        ("", _) => Ok(Typed::Nothing),
+        ("help" | "?", true) => Ok(Typed::Help),
+        ("quit" | "exit", true) => Ok(Typed::Quit),
+        ("read", true) => Ok(Typed::Send("READ".into())),
+        ("status", true) => Ok(Typed::Send("STATUS".into())),
+        ("write", false) => one_arg("WRITE"),
+        ("update", false) => one_arg("UPDATE"),
+        ("join", false) => one_arg("JOIN"),
+        ("connect", _) => match rest.as_slice() {
+            [p] => super::port(p).map(Typed::Connect),
+            _ => Err("usage: connect <port>".into()),
+        },
+        _ => Ok(Typed::Send(line.trim_end_matches(['\r', '\n']).to_owned())),
+    }
+}
+
+/// A connection to one server that reconnects on the next command after a failure.
+#[derive(Debug)]
+pub struct Session {
+    pub port: u16,
+    timeout: Duration,
+    client: Option<Client>,
+}
+
+impl Session {
+    pub fn new(port: u16, timeout: Duration) -> Session {
+        Session {
+            port,
+            timeout,
+            client: None,
+        }
+    }
+
+    pub async fn request(&mut self, line: &str) -> Result<String, ClientError> {
+        let client = match &mut self.client {
+            Some(c) => c,
+            None => self
+                .client
+                .insert(Client::connect(self.port, self.timeout).await?),
+        };
+        let result = client.request(line).await;
+        if result.is_err() {
+            // The connection's state is unknown after a failure; start afresh next time.
+            self.client = None;
+        }
+        result
+    }
+
+    pub fn switch(&mut self, port: u16) {
+        self.port = port;
+        self.client = None;
+    }
+}
+
+pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let mut session = Session::new(args.port, timeout);
+    if !args.command.is_empty() {
+        return one_shot(&mut session, &args.command.join(" ")).await;
+    }
+    if std::io::stdin().is_terminal() {
+        prompt(session, None).await
+    } else {
+        piped_session(session).await
+    }
+}
+
+async fn one_shot(session: &mut Session, line: &str) -> anyhow::Result<ExitCode> {
+    let line = match interpret(line) {
+        Ok(Typed::Send(line)) => line,
+        Ok(Typed::Help) => {
+            println!("{HELP}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Ok(_) => anyhow::bail!("'{line}' only makes sense at the prompt"),
+        Err(usage) => anyhow::bail!("{usage}"),
+    };
+    let reply = session.request(&line).await?;
+    if wire::is_error_reply(reply.as_bytes()) {
+        eprintln!("{reply}");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("{reply}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Commands piped on stdin: one reply line per command on stdout; exits 0 at end of input.
+pub async fn piped_session(mut session: Session) -> anyhow::Result<ExitCode> {
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        match interpret(&line) {
+            Ok(Typed::Send(line)) => match session.request(&line).await {
+                Ok(reply) => println!("{reply}"),
+                Err(e) => anyhow::bail!("port {}: {e}", session.port),
+            },
+            Ok(Typed::Help) => println!("{HELP}"),
+            Ok(Typed::Connect(port)) => session.switch(port),
+            Ok(Typed::Quit) => break,
+            Ok(Typed::Nothing) => {}
+            Err(usage) => eprintln!("{usage}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The interactive prompt, with line editing and history. `banner` is printed first.
+pub async fn prompt(session: Session, banner: Option<String>) -> anyhow::Result<ExitCode> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || prompt_blocking(session, banner, handle)).await?
+}
+
+fn prompt_blocking(
+    mut session: Session,
+    banner: Option<String>,
+    handle: tokio::runtime::Handle,
+) -> anyhow::Result<ExitCode> {
+    use rustyline::error::ReadlineError;
+    let mut editor = rustyline::DefaultEditor::new()?;
+    if let Some(banner) = banner {
+        println!("{banner}");
+    }
+    println!(
+        "Connected to port {}. Type `help` for commands.",
+        session.port
+    );
+    loop {
+        let line = match editor.readline(&format!("ditto:{}> ", session.port)) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted | ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        };
+        if !line.trim().is_empty() {
+            let _ = editor.add_history_entry(line.as_str());
+        }
+        match interpret(&line) {
+            Ok(Typed::Send(line)) => match handle.block_on(session.request(&line)) {
+                Ok(reply) => println!("{reply}"),
+                Err(e) => println!("error: port {}: {e}", session.port),
+            },
+            Ok(Typed::Help) => println!("{HELP}"),
+            Ok(Typed::Connect(port)) => {
+                session.switch(port);
+                println!("Now talking to port {port}.");
+            }
+            Ok(Typed::Quit) => break,
+            Ok(Typed::Nothing) => {}
+            Err(usage) => println!("{usage}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn friendly_forms_become_protocol_lines() {
+        let send = |s: &str| Ok(Typed::Send(s.to_owned()));
+        assert_eq!(interpret("read"), send("READ"));
+        assert_eq!(interpret("  READ "), send("READ"));
+        assert_eq!(interpret("write 5"), send("WRITE:5"));
+        assert_eq!(interpret("Write -7"), send("WRITE:-7"));
+        assert_eq!(interpret("status"), send("STATUS"));
+        assert_eq!(interpret("connect 7001"), Ok(Typed::Connect(7001)));
+        assert_eq!(interpret("help"), Ok(Typed::Help));
+        assert_eq!(interpret("quit"), Ok(Typed::Quit));
+        assert_eq!(interpret(""), Ok(Typed::Nothing));
+    }
+
+    #[test]
+    fn raw_lines_pass_through_unchanged() {
+        for raw in ["WRITE:5", "UPDATE:3", "JOIN:7003", "FROB", "write:5"] {
+            assert_eq!(interpret(raw), Ok(Typed::Send(raw.to_owned())));
+        }
+    }
+
+    #[test]
+    fn malformed_friendly_forms_explain_themselves() {
+        assert!(interpret("write").is_ok_and(|t| t == Typed::Send("write".into())));
+        assert!(interpret("write 1 2").is_err());
+        assert!(interpret("connect").is_err());
+        assert!(interpret("connect 0").is_err());
+        assert!(interpret("connect x").is_err());
+    }
+}

@@ -1,0 +1,222 @@
+//! The driver loop: one per node, the only owner of the node's state machine.
+//!
+//! Connection tasks send it what they read; it feeds the state machine, then carries out the
+//! machine's outputs. It drains every event already queued before it asks for outputs, so that
+//! writes arriving together leave in one replication message.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use ditto_core::{
+    Backup, BackupConfig, ConnId, Input, LogLevel, Machine, Millis, Output, Primary, PrimaryConfig,
+    wire,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::conn::{self, Cmd, ConnLimits, Event};
+use crate::net::{Listener, Net};
+
+/// Settings of the shell, as opposed to the protocol.
+#[derive(Clone, Copy, Debug)]
+pub struct DriverConfig {
+    /// Longest request line, terminator excluded.
+    pub max_line: usize,
+    /// Requests one connection may have unanswered before the server stops reading from it.
+    pub max_in_flight: i64,
+    /// How long an outbound connect may take before it counts as failed.
+    pub connect_timeout: Duration,
+    /// Most events fed to the machine before its outputs are flushed.
+    pub max_batch_events: usize,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            max_line: wire::MAX_LINE,
+            max_in_flight: 1024,
+            connect_timeout: Duration::from_secs(2),
+            max_batch_events: 4096,
+        }
+    }
+}
+
+/// Runs a primary on `listener` until `shutdown` completes.
+pub async fn run_primary<N: Net>(
+    net: N,
+    listener: N::Listener,
+    cfg: PrimaryConfig,
+    driver: DriverConfig,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    run(net, listener, Primary::new(cfg), driver, shutdown).await
+}
+
+/// Runs a backup on `listener` until `shutdown` completes.
+pub async fn run_backup<N: Net>(
+    net: N,
+    listener: N::Listener,
+    cfg: BackupConfig,
+    driver: DriverConfig,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    run(net, listener, Backup::new(cfg), driver, shutdown).await
+}
+
+struct Driver<N: Net, M: Machine> {
+    net: N,
+    machine: M,
+    cfg: DriverConfig,
+    start: Instant,
+    conns: HashMap<ConnId, mpsc::UnboundedSender<Cmd>>,
+    tasks: JoinSet<()>,
+    events: mpsc::UnboundedSender<Event>,
+    next_inbound: u64,
+}
+
+/// Runs `machine` on `listener` until `shutdown` completes. Every connection task ends with it.
+pub async fn run<N: Net, M: Machine>(
+    net: N,
+    mut listener: N::Listener,
+    machine: M,
+    cfg: DriverConfig,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let (events, mut inbox) = mpsc::unbounded_channel();
+    let mut d = Driver {
+        net,
+        machine,
+        cfg,
+        start: Instant::now(),
+        conns: HashMap::new(),
+        tasks: JoinSet::new(),
+        events,
+        next_inbound: 0,
+    };
+    tokio::pin!(shutdown);
+    d.feed(Input::Tick);
+    d.dispatch();
+    loop {
+        let deadline = d
+            .machine
+            .poll_timeout()
+            .map(|t| d.start + Duration::from_millis(t.0));
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(event) = inbox.recv() => {
+                d.event(event);
+                for _ in 1..d.cfg.max_batch_events {
+                    match inbox.try_recv() {
+                        Ok(event) => d.event(event),
+                        Err(_) => break,
+                    }
+                }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok(stream) => d.accept(stream),
+                Err(e) => {
+                    // Usually running out of file descriptors: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = sleep_until(deadline) => d.feed(Input::Tick),
+        }
+        // Reap finished connection tasks so the set does not grow with every connection.
+        while d.tasks.try_join_next().is_some() {}
+        d.dispatch();
+    }
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<N: Net, M: Machine> Driver<N, M> {
+    fn now(&self) -> Millis {
+        Millis(self.start.elapsed().as_millis() as u64)
+    }
+
+    fn feed(&mut self, input: Input<'_>) {
+        let now = self.now();
+        self.machine.handle(now, input);
+    }
+
+    fn limits(&self) -> ConnLimits {
+        ConnLimits {
+            max_line: self.cfg.max_line,
+            max_in_flight: self.cfg.max_in_flight,
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Line(conn, line) => self.feed(Input::Line { conn, line: &line }),
+            Event::TooLong(conn) => self.feed(Input::LineTooLong { conn }),
+            Event::Closed(conn) => {
+                self.conns.remove(&conn);
+                self.feed(Input::Closed { conn });
+            }
+        }
+    }
+
+    fn accept(&mut self, stream: N::Stream) {
+        self.next_inbound += 1;
+        let id = ConnId::Inbound(self.next_inbound);
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.conns.insert(id, tx);
+        let (events, limits) = (self.events.clone(), self.limits());
+        self.tasks
+            .spawn(async move { conn::run(stream, id, events, rx, limits).await });
+    }
+
+    fn dispatch(&mut self) {
+        while let Some(output) = self.machine.poll_output() {
+            match output {
+                Output::Send { conn, line } => {
+                    if let Some(tx) = self.conns.get(&conn) {
+                        let _ = tx.send(Cmd::Line(line));
+                    }
+                }
+                Output::Close { conn } => {
+                    if let Some(tx) = self.conns.remove(&conn) {
+                        let _ = tx.send(Cmd::Close);
+                    }
+                }
+                Output::Connect { conn, port } => self.connect(conn, port),
+                Output::Log { level, message } => match level {
+                    LogLevel::Info => tracing::info!("{message}"),
+                    LogLevel::Warn => tracing::warn!("{message}"),
+                },
+            }
+        }
+    }
+
+    fn connect(&mut self, id: ConnId, port: u16) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.conns.insert(id, tx);
+        let (net, events, limits) = (self.net.clone(), self.events.clone(), self.limits());
+        let timeout = self.cfg.connect_timeout;
+        self.tasks.spawn(async move {
+            match tokio::time::timeout(timeout, net.connect(port)).await {
+                Ok(Ok(stream)) => conn::run(stream, id, events, rx, limits).await,
+                Ok(Err(e)) => {
+                    tracing::debug!("connect to :{port} failed: {e}");
+                    let _ = events.send(Event::Closed(id));
+                }
+                Err(_) => {
+                    tracing::debug!("connect to :{port} timed out");
+                    let _ = events.send(Event::Closed(id));
+                }
+            }
+        });
+    }
+}
