@@ -81,6 +81,10 @@ pub struct Backup {
     epoch: u64,
     applied: Seq,
     phase: Phase,
+    /// Whether the replica has ever been brought up to date by a primary (a snapshot, or a
+    /// seed-only primary's acknowledgement of `JOIN`). Until then its 0 is not the store's value,
+    /// and reads are refused rather than answered with it.
+    joined: bool,
     sessions: Sessions,
     next_conn: u64,
     next_token: u64,
@@ -104,6 +108,7 @@ impl Backup {
             epoch: 0,
             applied: 0,
             phase: Phase::Idle,
+            joined: false,
             sessions: Sessions::default(),
             next_conn: 0,
             next_token: 0,
@@ -201,6 +206,7 @@ impl Backup {
             self.out.push_back(Output::Close { conn });
         }
         self.phase = Phase::SeedOnly;
+        self.joined = true;
         self.log(
             LogLevel::Info,
             format!(
@@ -273,7 +279,12 @@ impl Backup {
     fn on_request(&mut self, conn: ConnId, line: &[u8]) {
         let value = self.state.value();
         let reply = match wire::parse_request(line) {
-            Ok(Request::Read) => return self.sessions.read(conn, value, &mut self.out),
+            Ok(Request::Read) if self.joined => {
+                return self.sessions.read(conn, value, &mut self.out);
+            }
+            Ok(Request::Read) => {
+                wire::err_reply("not joined to the primary yet; try again shortly")
+            }
             Ok(Request::Write(v)) => return self.forward(conn, v),
             Ok(Request::Update(v)) => {
                 if self.is_streaming() {
@@ -365,6 +376,7 @@ impl Backup {
     }
 
     fn install(&mut self, conn: ConnId, epoch: u64, seq: Seq, value: i64) {
+        self.joined = true;
         self.epoch = epoch;
         self.applied = seq;
         self.state = Register::new(value);

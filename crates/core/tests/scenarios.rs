@@ -213,3 +213,26 @@ fn a_backup_rejoins_after_losing_its_primary() {
     // The new primary's state wins: without durability a restarted primary starts from 0.
     assert_eq!(net.backup(7001).value(), 0);
 }
+
+#[test]
+fn a_backup_refuses_reads_until_it_has_joined() {
+    let mut net = Net::default();
+    net.add_backup(7001, P);
+    let c = net.client(7001);
+    net.send(c, "READ");
+    net.deliver_client(c);
+    net.deliver_all_once();
+    assert_eq!(net.replies(c).len(), 1);
+    assert!(
+        net.replies(c)[0].starts_with("ERR:not joined"),
+        "{:?}",
+        net.replies(c)
+    );
+    net.add_primary(P);
+    let w = net.client(P);
+    net.send(w, "WRITE:3");
+    net.run_in_order();
+    net.send(c, "READ");
+    net.run_in_order();
+    assert_eq!(net.replies(c)[1], "VALUE:3");
+}
