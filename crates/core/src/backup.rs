@@ -6,16 +6,21 @@
 //! asks for a ditto stream with `SYNC:port` on a fresh connection. A ditto primary answers with a
 //! `SNAPSHOT` of its current state and then streams every later entry in order over that
 //! connection, so the backup starts from the primary's state rather than 0 and applies exactly the
-//! primary's order. Anything else (an error, another reply, a closed connection, silence for
-//! [`BackupConfig::sync_timeout_ms`]) means the primary speaks only the seed, and the backup then
-//! applies the `UPDATE:v` requests the primary pushes, as the seed says.
+//! primary's order. Any other reply means the primary speaks only the seed, and the backup then
+//! applies the `UPDATE:v` requests the primary pushes, as the seed says. A closed connection or
+//! silence for [`BackupConfig::sync_timeout_ms`] is ambiguous (a seed primary that hangs up on
+//! unknown verbs, or a network fault): the backup joins again, and only after
+//! [`BackupConfig::sync_attempts`] such failures in a row settles for the seed protocol.
 //!
 //! A client's `WRITE:v` is forwarded. On a stream it goes as `PROPOSE:SET v` over one persistent,
 //! pipelined connection; the primary answers `COMMITTED:epoch:seq` and the backup acknowledges the
 //! client only once its own replica has applied that entry, so a client always reads its own writes
 //! through the same backup. Under a seed-only primary the write goes as `UPDATE:v` on a connection
 //! of its own, and the seed primary's rule (it acknowledges after every backup applied the update)
-//! gives the same guarantee.
+//! gives the same guarantee. A write that arrives while the backup is between primaries (joining
+//! or syncing) waits until it knows which of the two paths is right, and fails as "not applied"
+//! after [`BackupConfig::forward_hold_ms`]: forwarding it as a plain `UPDATE` to a ditto primary
+//! that no longer streams to this backup would acknowledge it before this replica holds it.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -35,8 +40,13 @@ pub struct BackupConfig {
     pub join_retry_min_ms: u64,
     /// The longest delay between two `JOIN` attempts.
     pub join_retry_max_ms: u64,
-    /// How long to wait for the primary's answer to `SYNC` before deciding it is seed-only.
+    /// How long to wait for the primary's answer to `SYNC`.
     pub sync_timeout_ms: u64,
+    /// How many `SYNC`s in a row may go unanswered (closed or timed out) before the backup
+    /// decides that its primary speaks only the seed protocol.
+    pub sync_attempts: u32,
+    /// How long a client's write may wait for the backup to (re)join before it fails unsent.
+    pub forward_hold_ms: u64,
 }
 
 impl BackupConfig {
@@ -47,7 +57,9 @@ impl BackupConfig {
             primary_port,
             join_retry_min_ms: 100,
             join_retry_max_ms: 2_000,
-            sync_timeout_ms: 2_000,
+            sync_timeout_ms: 1_000,
+            sync_attempts: 3,
+            forward_hold_ms: 2_000,
         }
     }
 }
@@ -95,6 +107,10 @@ pub struct Backup {
     forwards: BTreeMap<ConnId, (u64, ConnId)>,
     /// Committed writes not yet applied here, by (epoch, seq).
     awaiting_apply: BTreeMap<(u64, Seq), Vec<(u64, ConnId)>>,
+    /// Writes waiting until the backup knows how to forward them: (token, client, value, give-up time).
+    held: VecDeque<(u64, ConnId, i64, Millis)>,
+    /// `SYNC`s in a row that were closed or timed out.
+    sync_failures: u32,
     out: VecDeque<Output>,
 }
 
@@ -116,6 +132,8 @@ impl Backup {
             proposals: VecDeque::new(),
             forwards: BTreeMap::new(),
             awaiting_apply: BTreeMap::new(),
+            held: VecDeque::new(),
+            sync_failures: 0,
             out: VecDeque::new(),
         }
     }
@@ -207,6 +225,7 @@ impl Backup {
         }
         self.phase = Phase::SeedOnly;
         self.joined = true;
+        self.release_held();
         self.log(
             LogLevel::Info,
             format!(
@@ -214,6 +233,20 @@ impl Backup {
                 self.cfg.primary_port
             ),
         );
+    }
+
+    /// A `SYNC` that got no answer: join again, or give up on streams after too many.
+    fn sync_unanswered(&mut self, why: &str) {
+        self.sync_failures += 1;
+        if self.sync_failures >= self.cfg.sync_attempts {
+            self.become_seed_only(why);
+        } else {
+            if let Phase::Syncing { conn, .. } = self.phase {
+                self.out.push_back(Output::Close { conn });
+            }
+            let why = format!("{why} (SYNC attempt {})", self.sync_failures);
+            self.retry_join(self.sync_failures - 1, &why);
+        }
     }
 
     fn on_line(&mut self, conn: ConnId, line: &[u8]) {
@@ -240,7 +273,9 @@ impl Backup {
                 return match wire::parse_stream(line) {
                     Ok(StreamMsg::Snapshot { epoch, seq, value }) => {
                         self.phase = Phase::Streaming { conn };
+                        self.sync_failures = 0;
                         self.install(conn, epoch, seq, value);
+                        self.release_held();
                         self.log(
                             LogLevel::Info,
                             format!(
@@ -314,6 +349,11 @@ impl Backup {
         self.next_token += 1;
         let token = self.next_token;
         self.sessions.pending(client, token);
+        self.send_forward(token, client, v);
+    }
+
+    /// Forwards a write on the path the current phase calls for, or holds it until there is one.
+    fn send_forward(&mut self, token: u64, client: ConnId, v: i64) {
         if self.is_streaming() {
             let conn = match self.propose_conn {
                 Some(conn) => conn,
@@ -325,10 +365,34 @@ impl Backup {
             };
             self.send(conn, format!("PROPOSE:{}", Op::Set(v)));
             self.proposals.push_back((token, client));
-        } else {
+        } else if self.phase == Phase::SeedOnly {
             let conn = self.connect_primary();
             self.send(conn, format!("UPDATE:{v}"));
             self.forwards.insert(conn, (token, client));
+        } else {
+            let give_up = self.now.after(self.cfg.forward_hold_ms);
+            self.held.push_back((token, client, v, give_up));
+        }
+    }
+
+    /// Sends the writes held while joining, now that the path is known.
+    fn release_held(&mut self) {
+        for (token, client, v, _) in std::mem::take(&mut self.held) {
+            self.send_forward(token, client, v);
+        }
+    }
+
+    /// Fails the held writes whose time is up: they were never sent, so they were not applied.
+    fn expire_held(&mut self) {
+        while let Some(&(token, client, _, give_up)) = self.held.front() {
+            if give_up > self.now {
+                break;
+            }
+            self.held.pop_front();
+            let err = wire::err_reply("not joined to the primary; write not applied");
+            let value = self.state.value();
+            self.sessions
+                .resolve(client, token, err, value, &mut self.out);
         }
     }
 
@@ -405,7 +469,7 @@ impl Backup {
                 ..
             } if c == conn => return self.retry_join(attempt, "is not answering"),
             Phase::Syncing { conn: c, .. } if c == conn => {
-                return self.become_seed_only("it closed the SYNC connection");
+                return self.sync_unanswered("it closed the SYNC connection");
             }
             Phase::Streaming { conn: c } if c == conn => {
                 return self.retry_join(0, "closed the stream");
@@ -448,17 +512,20 @@ impl Machine for Backup {
                 self.sessions.close(conn, value, &mut self.out);
             }
             Input::Closed { conn } => self.on_closed(conn),
-            Input::Tick => match self.phase {
-                Phase::Joining {
-                    retry_at: Some(t),
-                    attempt,
-                    ..
-                } if t <= now => self.start_join(attempt),
-                Phase::Syncing { deadline, .. } if deadline <= now => {
-                    self.become_seed_only("no answer to SYNC")
+            Input::Tick => {
+                match self.phase {
+                    Phase::Joining {
+                        retry_at: Some(t),
+                        attempt,
+                        ..
+                    } if t <= now => self.start_join(attempt),
+                    Phase::Syncing { deadline, .. } if deadline <= now => {
+                        self.sync_unanswered("no answer to SYNC")
+                    }
+                    _ => {}
                 }
-                _ => {}
-            },
+                self.expire_held();
+            }
         }
     }
 
@@ -467,10 +534,12 @@ impl Machine for Backup {
     }
 
     fn poll_timeout(&self) -> Option<Millis> {
-        match self.phase {
+        let phase = match self.phase {
             Phase::Joining { retry_at, .. } => retry_at,
             Phase::Syncing { deadline, .. } => Some(deadline),
             _ => None,
-        }
+        };
+        let held = self.held.front().map(|h| h.3);
+        phase.into_iter().chain(held).min()
     }
 }

@@ -236,3 +236,60 @@ fn a_backup_refuses_reads_until_it_has_joined() {
     net.run_in_order();
     assert_eq!(net.replies(c)[1], "VALUE:3");
 }
+
+/// Found by `ditto check --nemesis partition`: a backup whose stream was cut forwarded a client's
+/// write as a plain `UPDATE` while rejoining; the primary acknowledged it without waiting for this
+/// backup, so the client's next read at the backup did not see its own write.
+#[test]
+fn a_write_during_a_rejoin_is_acknowledged_only_once_the_backup_holds_it() {
+    for seed in 0..200 {
+        let mut rng = Rng::new(seed);
+        let mut net = cluster(&[7001, 7002]);
+        net.sever(7001, P);
+        let c = net.client(7001);
+        net.send(c, "WRITE:77");
+        net.send(c, "READ");
+        net.run(&mut rng);
+        assert_eq!(
+            net.replies(c),
+            ["ACK", "VALUE:77"],
+            "seed {seed}: {:?}",
+            net.logs
+        );
+        assert!(net.backup(7001).is_streaming(), "seed {seed}");
+    }
+}
+
+#[test]
+fn a_closed_sync_is_retried_before_settling_for_the_seed_protocol() {
+    let mut net = cluster(&[]);
+    net.add_backup(7001, P);
+    // Deliver the JOIN and its answer, then break the SYNC connection once.
+    for _ in 0..6 {
+        net.deliver_all_once();
+    }
+    net.sever(7001, P);
+    net.run_in_order();
+    assert!(net.backup(7001).is_streaming(), "{:?}", net.logs);
+}
+
+#[test]
+fn a_held_write_fails_unsent_when_the_primary_stays_away() {
+    let mut net = cluster(&[7001]);
+    net.crash(P);
+    let c = net.client(7001);
+    net.send(c, "WRITE:5");
+    for _ in 0..50 {
+        net.deliver_all_once();
+        if !net.replies(c).is_empty() {
+            break;
+        }
+        net.fire_timer();
+    }
+    assert_eq!(net.replies(c).len(), 1);
+    assert!(
+        net.replies(c)[0].contains("not applied"),
+        "{:?}",
+        net.replies(c)
+    );
+}

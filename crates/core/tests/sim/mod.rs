@@ -357,3 +357,26 @@ impl Net {
         }
     }
 }
+
+impl Net {
+    /// Breaks every connection between nodes `a` and `b`, as a network fault would: both ends
+    /// see the connection close. New connections can be made at once.
+    pub fn sever(&mut self, a: u16, b: u16) {
+        for p in &mut self.pipes {
+            let ends = (p.a, p.b);
+            let between = matches!(ends, (End::Node(x, _), End::Node(y, _)) if (x, y) == (a, b) || (x, y) == (b, a));
+            if between {
+                p.a_to_b.clear();
+                p.b_to_a.clear();
+                if p.a_open {
+                    p.a_open = false;
+                    p.b_to_a.push_back(Ev::Closed);
+                }
+                if p.b_open {
+                    p.b_open = false;
+                    p.a_to_b.push_back(Ev::Closed);
+                }
+            }
+        }
+    }
+}
