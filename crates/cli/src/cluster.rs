@@ -20,12 +20,19 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Server {
     pub role: &'static str,
     pub port: u16,
-    child: Child,
+    args: Vec<String>,
+    child: Option<Child>,
 }
 
 impl Server {
     pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        if let Some(pid) = self.pid() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+        }
     }
 }
 
@@ -35,6 +42,8 @@ pub struct LocalCluster {
     pub primary: u16,
     pub backups: Vec<u16>,
     pub servers: Vec<Server>,
+    log_level: String,
+    quiet: bool,
 }
 
 fn spawn(args: &[String], log_level: &str, quiet: bool) -> anyhow::Result<Child> {
@@ -94,32 +103,92 @@ impl LocalCluster {
         if last > u16::MAX as usize {
             bail!("ports {base_port}..={last} do not fit below 65536");
         }
+        let backups: Vec<(u16, u16)> = (1..=backups)
+            .map(|i| (base_port + i as u16, base_port))
+            .collect();
+        LocalCluster::start_with(base_port, &backups, log_level, quiet).await
+    }
+
+    /// Starts a primary on `primary` and a backup on each `(port, join_port)`: the backup joins
+    /// through `join_port`, which is the primary's port or a proxy in front of it.
+    pub async fn start_with(
+        primary: u16,
+        backups: &[(u16, u16)],
+        log_level: &str,
+        quiet: bool,
+    ) -> anyhow::Result<LocalCluster> {
         let mut cluster = LocalCluster {
-            primary: base_port,
-            backups: (1..=backups).map(|i| base_port + i as u16).collect(),
+            primary,
+            backups: backups.iter().map(|(p, _)| *p).collect(),
             servers: Vec::new(),
+            log_level: log_level.to_owned(),
+            quiet,
         };
-        let child = spawn(&["primary".into(), base_port.to_string()], log_level, quiet)?;
-        cluster.servers.push(Server {
-            role: "primary",
-            port: base_port,
-            child,
-        });
+        cluster.add(
+            "primary",
+            primary,
+            vec!["primary".into(), primary.to_string()],
+        )?;
         cluster
             .await_ready(|s| s.starts_with("STATUS:role=primary"))
             .await?;
-        for port in cluster.backups.clone() {
-            let args = ["backup".into(), port.to_string(), base_port.to_string()];
-            let child = spawn(&args, log_level, quiet)?;
-            cluster.servers.push(Server {
-                role: "backup",
-                port,
-                child,
-            });
+        for &(port, join) in backups {
+            let args = vec!["backup".into(), port.to_string(), join.to_string()];
+            cluster.add("backup", port, args)?;
         }
-        let backups = cluster.backups.clone();
-        cluster.await_ready(|s| backups_synced(s, &backups)).await?;
+        let ports = cluster.backups.clone();
+        cluster.await_ready(|s| backups_synced(s, &ports)).await?;
         Ok(cluster)
+    }
+
+    fn add(&mut self, role: &'static str, port: u16, args: Vec<String>) -> anyhow::Result<()> {
+        let child = spawn(&args, &self.log_level, self.quiet)?;
+        self.servers.push(Server {
+            role,
+            port,
+            args,
+            child: Some(child),
+        });
+        Ok(())
+    }
+
+    fn server(&mut self, port: u16) -> anyhow::Result<&mut Server> {
+        self.servers
+            .iter_mut()
+            .find(|s| s.port == port)
+            .with_context(|| format!("no server on port {port}"))
+    }
+
+    /// Kills the server on `port` with SIGKILL and reaps it.
+    pub async fn kill(&mut self, port: u16) -> anyhow::Result<()> {
+        let server = self.server(port)?;
+        server.signal(nix::sys::signal::Signal::SIGCONT);
+        if let Some(mut child) = server.child.take() {
+            let _ = child.kill().await;
+        }
+        Ok(())
+    }
+
+    /// Starts the server on `port` again, with the arguments it first had.
+    pub async fn restart(&mut self, port: u16) -> anyhow::Result<()> {
+        let (log_level, quiet) = (self.log_level.clone(), self.quiet);
+        let server = self.server(port)?;
+        if server.child.is_none() {
+            server.child = Some(spawn(&server.args, &log_level, quiet)?);
+        }
+        Ok(())
+    }
+
+    /// Freezes the server on `port` (SIGSTOP): its sockets stay open but it does nothing.
+    pub fn pause(&mut self, port: u16) -> anyhow::Result<()> {
+        self.server(port)?.signal(nix::sys::signal::Signal::SIGSTOP);
+        Ok(())
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&mut self, port: u16) -> anyhow::Result<()> {
+        self.server(port)?.signal(nix::sys::signal::Signal::SIGCONT);
+        Ok(())
     }
 
     /// Polls the primary's `STATUS` until `ready` holds, failing early if a server exits.
@@ -127,7 +196,9 @@ impl LocalCluster {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             for server in &mut self.servers {
-                if let Some(status) = server.child.try_wait()? {
+                if let Some(child) = server.child.as_mut()
+                    && let Some(status) = child.try_wait()?
+                {
                     bail!(
                         "the {} on port {} exited ({status}); is the port in use?",
                         server.role,
@@ -147,19 +218,24 @@ impl LocalCluster {
         }
     }
 
+    /// Waits until the primary's STATUS shows every backup synced again (after faults).
+    pub async fn await_synced(&mut self) -> anyhow::Result<()> {
+        let ports = self.backups.clone();
+        self.await_ready(|s| backups_synced(s, &ports)).await
+    }
+
     /// Stops every server: SIGTERM, then SIGKILL for any still running after a grace period.
     pub async fn stop(&mut self) {
-        use nix::sys::signal::{Signal, kill};
-        use nix::unistd::Pid;
         for server in &self.servers {
-            if let Some(pid) = server.pid() {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-            }
+            server.signal(nix::sys::signal::Signal::SIGCONT);
+            server.signal(nix::sys::signal::Signal::SIGTERM);
         }
         for server in &mut self.servers {
-            let waited = tokio::time::timeout(Duration::from_secs(3), server.child.wait()).await;
-            if waited.is_err() {
-                let _ = server.child.kill().await;
+            if let Some(child) = server.child.as_mut() {
+                let waited = tokio::time::timeout(Duration::from_secs(3), child.wait()).await;
+                if waited.is_err() {
+                    let _ = child.kill().await;
+                }
             }
         }
         self.servers.clear();

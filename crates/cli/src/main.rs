@@ -3,6 +3,7 @@
 //! One binary plays every part: `primary`, `backup`, `client`, and the tools around them (`up`
 //! starts a local cluster, `bench` measures it).
 
+mod check;
 mod cluster;
 mod cmd;
 mod logging;
@@ -40,6 +41,8 @@ enum Command {
     Up(cmd::up::UpArgs),
     /// Measure throughput and latency against running servers.
     Bench(cmd::bench::BenchArgs),
+    /// Run a workload (with faults, if asked), record its history and check its consistency.
+    Check(cmd::check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
             Command::Client(args) => cmd::client::run(args).await,
             Command::Up(args) => cmd::up::run(args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
+            Command::Check(args) => cmd::check::run(args).await,
         }
     });
     // The prompt may leave a thread blocked on the terminal; do not wait for it.

@@ -48,7 +48,7 @@ pub struct BenchArgs {
     json: bool,
 }
 
-fn ratio(s: &str) -> Result<f64, String> {
+pub fn ratio(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
         _ => Err(format!("'{s}' is not a ratio between 0 and 1")),

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod check;
 pub mod client;
 pub mod serve;
 pub mod up;

@@ -1,0 +1,135 @@
+//! A concurrent workload against a cluster, recorded as a history.
+//!
+//! Every client is sequential and sticks to one server. Written values are unique (the client id
+//! in the high bits, a counter in the low bits), so every read names the write it saw. A request
+//! that times out or loses its connection is recorded as `unknown` (for a write: it may still be
+//! applied) and the client reconnects, so a late reply can never be taken for the next request's.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ditto_check::{OpKind, Outcome, Recorder};
+use ditto_core::wire;
+use ditto_server::Client;
+use tokio::time::Instant;
+
+/// Settings of a workload.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    /// Most operations in total.
+    pub max_ops: u64,
+    /// How long clients keep issuing operations.
+    pub duration: Duration,
+    /// Fraction of operations that are writes.
+    pub write_ratio: f64,
+    /// How long a client waits for a connection or a reply before giving up on a request.
+    pub timeout: Duration,
+    /// Seed of every client's random choices.
+    pub seed: u64,
+}
+
+/// One client of the workload: its id, the server it belongs to, and the port it dials (the
+/// server's own, or a proxy in front of it).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientSpec {
+    pub id: u64,
+    pub server: u16,
+    pub dial: u16,
+}
+
+/// Runs every client to completion and returns when all have stopped.
+pub async fn run(workload: &Workload, clients: &[ClientSpec], recorder: Arc<Recorder>) {
+    let budget = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + workload.duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for &spec in clients {
+        let (w, rec, budget) = (workload.clone(), recorder.clone(), budget.clone());
+        tasks.spawn(async move { client(spec, w, rec, budget, deadline).await });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// A deterministic per-client random stream (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) as f64 / u64::MAX as f64
+    }
+}
+
+async fn client(
+    spec: ClientSpec,
+    w: Workload,
+    rec: Arc<Recorder>,
+    budget: Arc<AtomicU64>,
+    deadline: Instant,
+) {
+    let mut rng = Rng(w.seed ^ spec.id.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let mut conn: Option<Client> = None;
+    let mut counter: i64 = 0;
+    while Instant::now() < deadline && budget.fetch_add(1, Ordering::Relaxed) < w.max_ops {
+        let write = rng.next_f64() < w.write_ratio;
+        let (kind, value, line) = if write {
+            counter += 1;
+            let v = ((spec.id as i64 + 1) << 32) | counter;
+            (OpKind::Write, Some(v), format!("WRITE:{v}"))
+        } else {
+            (OpKind::Read, None, "READ".to_owned())
+        };
+        if conn.is_none() {
+            match Client::connect(spec.dial, w.timeout).await {
+                Ok(c) => conn = Some(c),
+                Err(_) => {
+                    // Nothing was sent: the operation definitely did not happen.
+                    let t = rec.invoke(spec.id, Some(spec.server), kind, value);
+                    rec.complete(t, Outcome::Fail, None);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let token = rec.invoke(spec.id, Some(spec.server), kind, value);
+        let (outcome, read) = match c.request(&line).await {
+            Ok(reply) if wire::is_error_reply(reply.as_bytes()) => {
+                // A refused request changed nothing, unless the server says it cannot know.
+                if write && reply.contains("unknown") {
+                    (Outcome::Unknown, None)
+                } else {
+                    (Outcome::Fail, None)
+                }
+            }
+            Ok(reply) if write => {
+                if reply == wire::ACK {
+                    (Outcome::Ok, None)
+                } else {
+                    (Outcome::Unknown, None)
+                }
+            }
+            Ok(reply) => match wire::parse_value_reply(&reply) {
+                Some(v) => (Outcome::Ok, Some(v)),
+                None => (Outcome::Fail, None),
+            },
+            Err(_) => {
+                conn = None;
+                if write {
+                    (Outcome::Unknown, None)
+                } else {
+                    (Outcome::Fail, None)
+                }
+            }
+        };
+        rec.complete(token, outcome, read);
+        if outcome != Outcome::Ok {
+            // Back off a little so a dead server is not hammered.
+            conn = None;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
