@@ -1,0 +1,357 @@
+//! The `ditto` command line: the client, argument errors, `ditto up` and `ditto bench`.
+
+mod support;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use support::*;
+
+/// Asserts a failed start-up reported one line on stderr and did not panic.
+fn assert_one_line_error(out: &Outcome, what: &str) {
+    assert!(
+        !out.success(),
+        "{what}: exited successfully; stdout: {}",
+        out.stdout
+    );
+    let err = out.stderr.trim_end_matches('\n');
+    assert!(!err.trim().is_empty(), "{what}: nothing on stderr");
+    assert!(!err.contains("panicked"), "{what}: panicked:\n{err}");
+    assert!(
+        !err.contains('\n'),
+        "{what}: more than one line on stderr:\n{err}"
+    );
+}
+
+fn ditto(args: &[&str]) -> Outcome {
+    run(args, b"", TIMEOUT)
+}
+
+// ---------------------------------------------------------------------------------------------
+// ditto client
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn one_shot_client_prints_the_reply_and_fails_on_errors() {
+    let primary = Server::primary(free_port());
+    let p = primary.port.to_string();
+
+    let out = ditto(&["client", &p, "READ"]);
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout, "VALUE:0\n");
+
+    let out = ditto(&["client", &p, "write", "5"]);
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout, "ACK\n");
+    let out = ditto(&["client", &p, "read"]);
+    assert_eq!(out.stdout, "VALUE:5\n", "{out:?}");
+    let out = ditto(&["client", &p, "status"]);
+    assert!(
+        out.success() && out.stdout.starts_with("STATUS:role=primary"),
+        "{out:?}"
+    );
+
+    let out = ditto(&["client", &p, "WRITE:x"]);
+    assert!(!out.success(), "an ERR reply must fail: {out:?}");
+    assert!(out.stderr.starts_with("ERR:"), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert_eq!(read(primary.port), 5, "the refused write changed nothing");
+}
+
+#[test]
+fn one_shot_client_reports_an_unreachable_server_in_one_line() {
+    let port = free_port();
+    let out = ditto(&["client", &port.to_string(), "READ", "--timeout", "2"]);
+    assert_one_line_error(&out, "client of a port nobody listens on");
+    assert!(out.stderr.contains(&port.to_string()), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+#[test]
+fn one_shot_client_gives_up_on_a_silent_server() {
+    // Bound but never accepting: the connection is made, no reply ever comes.
+    let silent = TcpListener::bind(("127.0.0.1", free_port())).unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    let started = std::time::Instant::now();
+    let out = ditto(&["client", &port, "READ", "--timeout", "0.5"]);
+    assert_one_line_error(&out, "client of a silent server");
+    assert!(out.stderr.contains("no reply"), "{out:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the timeout was not honoured"
+    );
+}
+
+#[test]
+#[ignore = "bug: the unreachable-server error repeats its cause (`...: Connection refused (os error 111): Connection refused (os error 111)`)"]
+fn unreachable_server_error_states_its_cause_once() {
+    let port = free_port();
+    let out = ditto(&["client", &port.to_string(), "READ"]);
+    assert!(!out.success());
+    let err = out.stderr.trim();
+    let cause = "os error";
+    assert_eq!(err.matches(cause).count(), 1, "{err}");
+}
+
+#[test]
+fn piped_client_answers_each_line_in_order() {
+    let cluster = start_cluster(1);
+    let (p, b) = (cluster.primary_port(), cluster.backup_ports()[0]);
+    let input = format!("write 5\nread\nREAD\nhelp\nWRITE:x\n\nconnect {b}\nread\nstatus\n");
+    let out = run(&["client", &p.to_string()], input.as_bytes(), TIMEOUT);
+    assert!(out.success(), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(&lines[..3], ["ACK", "VALUE:5", "VALUE:5"], "{}", out.stdout);
+    let help_end = lines
+        .iter()
+        .position(|l| l.starts_with("ERR:"))
+        .unwrap_or_else(|| panic!("no ERR reply for WRITE:x:\n{}", out.stdout));
+    let help = lines[3..help_end].join("\n");
+    assert!(
+        help.contains("write <n>") && help.contains("connect <port>"),
+        "help text:\n{help}"
+    );
+    assert_eq!(
+        lines[help_end + 1],
+        "VALUE:5",
+        "read after connecting to the backup"
+    );
+    assert!(
+        lines[help_end + 2].starts_with("STATUS:role=backup"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(lines.len(), help_end + 3, "{}", out.stdout);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Argument errors and help
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn bad_command_lines_fail_with_one_line() {
+    let busy = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let busy = busy.local_addr().unwrap().port().to_string();
+    // A port for the backup cases' primary: nobody needs to listen there, they fail before.
+    let other = free_port().to_string();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["frob"],
+        vec!["primary", "abc"],
+        vec!["primary", "0"],
+        vec!["primary", "70000"],
+        vec!["primary", "-1"],
+        vec!["primary"],
+        vec!["backup", "1"],
+        vec!["backup", "abc", "7000"],
+        vec!["backup", &other, &other],
+        vec!["client"],
+        vec!["client", "0", "READ"],
+        vec!["primary", "7000", "--frob"],
+        vec!["primary", &busy],
+        vec!["backup", &busy, &other],
+        vec!["up", "--base-port", "65535", "--backups", "2"],
+    ];
+    for args in cases {
+        let out = ditto(&args);
+        assert_one_line_error(&out, &format!("ditto {}", args.join(" ")));
+    }
+}
+
+#[test]
+#[ignore = "bug: a missing argument is reported as `the following required arguments were not provided: (see ...)` without naming it"]
+fn a_missing_argument_is_named() {
+    let out = ditto(&["backup", "7001"]);
+    assert_one_line_error(&out, "ditto backup 7001");
+    assert!(out.stderr.contains("PRIMARY_PORT"), "{}", out.stderr);
+}
+
+#[test]
+fn no_arguments_prints_usage_and_fails() {
+    let out = ditto(&[]);
+    assert!(!out.success(), "{out:?}");
+    assert!(out.stderr.contains("Usage:"), "{out:?}");
+    assert!(!out.stderr.contains("panicked"), "{out:?}");
+}
+
+/// The subcommands `ditto --help` lists (without `help` itself).
+fn subcommands() -> Vec<String> {
+    let out = ditto(&["--help"]);
+    assert!(out.success(), "{out:?}");
+    out.stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn help_succeeds_for_every_subcommand() {
+    let subs = subcommands();
+    for expected in ["primary", "backup", "client", "up", "bench"] {
+        assert!(
+            subs.iter().any(|s| s == expected),
+            "{expected} missing from {subs:?}"
+        );
+    }
+    let mut cases: Vec<Vec<&str>> = vec![
+        vec!["--help"],
+        vec!["-h"],
+        vec!["help"],
+        vec!["--version"],
+        vec!["help", "backup"],
+    ];
+    for sub in &subs {
+        cases.push(vec![sub.as_str(), "--help"]);
+    }
+    for args in cases {
+        let out = ditto(&args);
+        assert!(out.success(), "ditto {}: {out:?}", args.join(" "));
+        assert!(
+            !out.stdout.trim().is_empty(),
+            "ditto {}: no output",
+            args.join(" ")
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "ditto {}: {}",
+            args.join(" "),
+            out.stderr
+        );
+    }
+    let out = ditto(&["backup", "--help"]);
+    assert!(
+        out.stdout.contains("BACKUP_PORT") && out.stdout.contains("PRIMARY_PORT"),
+        "{}",
+        out.stdout
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// ditto up
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn up_runs_a_cluster_behind_a_prompt_and_stops_it() {
+    let base = free_ports(3);
+    let ports = [base, base + 1, base + 2];
+    let mut up = Interactive::spawn(&["up", "--base-port", &base.to_string(), "--backups", "2"]);
+    up.wait_stdout("Leave with");
+    let banner = up.stdout.text();
+    for (role, port) in [
+        ("primary", base),
+        ("backup", base + 1),
+        ("backup", base + 2),
+    ] {
+        assert!(
+            banner
+                .lines()
+                .any(|l| l.contains(role) && l.contains(&format!("127.0.0.1:{port}"))),
+            "no {role} line for port {port} in the banner:\n{banner}"
+        );
+    }
+    up.finish_input(format!("write 5\nread\nconnect {}\nread\n", base + 1).as_bytes());
+    let out = up.wait(Duration::from_secs(20));
+    assert!(out.success(), "{out:?}");
+    assert!(out.stdout.lines().any(|l| l == "ACK"), "{}", out.stdout);
+    assert_eq!(
+        out.stdout.lines().filter(|l| *l == "VALUE:5").count(),
+        2,
+        "the primary and the backup both read 5:\n{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.trim_end().ends_with("ditto stopped."),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    for port in ports {
+        assert!(
+            !is_listening(port),
+            "port {port} still open after `ditto up` stopped"
+        );
+    }
+}
+
+#[test]
+fn servers_started_by_up_die_with_it() {
+    let base = free_ports(3);
+    let mut up = Interactive::spawn(&["up", "--base-port", &base.to_string(), "--backups", "2"]);
+    up.wait_stdout("Leave with");
+    for port in base..base + 3 {
+        assert!(is_listening(port), "port {port} is not served");
+    }
+    // No chance to clean up: the servers notice that their standard input closed.
+    up.kill();
+    for port in base..base + 3 {
+        wait_until(
+            &format!("the server on port {port} is gone"),
+            TIMEOUT,
+            || !is_listening(port),
+        );
+    }
+}
+
+#[test]
+fn up_on_a_busy_port_fails_clearly() {
+    // The primary's port taken, then a backup's.
+    for busy_offset in [0, 1] {
+        let base = free_ports(2);
+        let busy = base + busy_offset;
+        let free = base + 1 - busy_offset;
+        let _busy = TcpListener::bind(("127.0.0.1", busy)).unwrap();
+        let out = run(
+            &["up", "--base-port", &base.to_string(), "--backups", "1"],
+            b"",
+            Duration::from_secs(20),
+        );
+        assert!(!out.success(), "{out:?}");
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+        let last = out.stderr.trim_end().lines().last().unwrap_or_default();
+        assert!(
+            last.contains(&busy.to_string()) && last.contains("in use"),
+            "the final error names the port and the cause: {last:?}\n{}",
+            out.stderr
+        );
+        assert!(!out.stdout.contains("ditto is up"), "{}", out.stdout);
+        wait_until(
+            &format!("no server is left running on port {free}"),
+            TIMEOUT,
+            || !is_listening(free),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ditto bench
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn bench_reports_json() {
+    let cluster = start_cluster(1);
+    let ports = format!("{},{}", cluster.primary_port(), cluster.backup_ports()[0]);
+    let out = run(
+        &["bench", "-p", &ports, "-c", "4", "-n", "200", "--json"],
+        b"",
+        Duration::from_secs(30),
+    );
+    assert!(out.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.stdout));
+    assert_eq!(report["ok"], 200, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["connections"], 4, "{report}");
+    let reads = report["reads"]["count"].as_u64().unwrap();
+    let writes = report["writes"]["count"].as_u64().unwrap();
+    assert_eq!(reads + writes, 200, "{report}");
+    assert!(writes > 0 && reads > 0, "a 50% mix: {report}");
+    // The writes really happened, and every replica agrees on the outcome.
+    let p = cluster.primary_port();
+    let last: u64 = field(&status(p).unwrap(), "last").unwrap().parse().unwrap();
+    assert_eq!(last, writes, "one sequenced write per acknowledged write");
+    assert_eq!(read(p), read(cluster.backup_ports()[0]));
+}
