@@ -59,12 +59,16 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             // One line, not clap's usage block: scripts and people both read the first line.
+            // The message proper runs up to the first blank line (a missing argument's name is
+            // on the line after "not provided:"); the usage that follows is left out.
             let text = e.to_string();
-            let first = text
+            let message: Vec<&str> = text
                 .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("error");
-            eprintln!("{first} (see `ditto --help`)");
+                .map(str::trim)
+                .skip_while(|l| l.is_empty())
+                .take_while(|l| !l.is_empty())
+                .collect();
+            eprintln!("{} (see `ditto --help`)", message.join(" "));
             return ExitCode::from(2);
         }
     };

@@ -83,7 +83,6 @@ fn one_shot_client_gives_up_on_a_silent_server() {
 }
 
 #[test]
-#[ignore = "bug: the unreachable-server error repeats its cause (`...: Connection refused (os error 111): Connection refused (os error 111)`)"]
 fn unreachable_server_error_states_its_cause_once() {
     let port = free_port();
     let out = ditto(&["client", &port.to_string(), "READ"]);
@@ -158,7 +157,6 @@ fn bad_command_lines_fail_with_one_line() {
 }
 
 #[test]
-#[ignore = "bug: a missing argument is reported as `the following required arguments were not provided: (see ...)` without naming it"]
 fn a_missing_argument_is_named() {
     let out = ditto(&["backup", "7001"]);
     assert_one_line_error(&out, "ditto backup 7001");

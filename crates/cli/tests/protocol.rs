@@ -196,7 +196,6 @@ fn a_thousand_pipelined_requests_are_answered_in_order() {
 }
 
 #[test]
-#[ignore = "bug: a pipelined READ behind a pending WRITE also sees later WRITEs of its own connection"]
 fn a_pipelined_read_does_not_see_writes_sent_after_it() {
     let cluster = start_cluster(1);
     for port in cluster.ports() {
@@ -365,7 +364,6 @@ fn a_line_of_exactly_64_kib_is_accepted() {
 }
 
 #[test]
-#[ignore = "bug: with a CRLF terminator the `\\r` counts toward the 64 KiB line limit"]
 fn a_64_kib_line_ending_in_crlf_is_accepted() {
     let primary = Server::primary(free_port());
     let mut c = Conn::connect(primary.port);
@@ -526,7 +524,6 @@ fn a_vanished_foreign_backup_is_dropped_after_ten_seconds() {
 }
 
 #[test]
-#[ignore = "bug: JOIN with the primary's own port makes it push UPDATE to itself, a write that waits for itself; every later write hangs"]
 fn a_primary_does_not_wedge_on_a_join_naming_itself() {
     let primary = Server::primary(free_port());
     let p = primary.port;

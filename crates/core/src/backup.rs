@@ -111,6 +111,9 @@ pub struct Backup {
     held: VecDeque<(u64, ConnId, i64, Millis)>,
     /// `SYNC`s in a row that were closed or timed out.
     sync_failures: u32,
+    /// Writes of each client that wait for an earlier `READ` of the same connection to be
+    /// answered before they are forwarded: (token, value).
+    deferred: BTreeMap<ConnId, VecDeque<(u64, i64)>>,
     out: VecDeque<Output>,
 }
 
@@ -134,6 +137,7 @@ impl Backup {
             awaiting_apply: BTreeMap::new(),
             held: VecDeque::new(),
             sync_failures: 0,
+            deferred: BTreeMap::new(),
             out: VecDeque::new(),
         }
     }
@@ -303,9 +307,7 @@ impl Backup {
             } else {
                 wire::ACK.to_owned()
             };
-            let value = self.state.value();
-            self.sessions
-                .resolve(client, token, reply, value, &mut self.out);
+            self.resolve(client, token, reply);
             return;
         }
         self.on_request(conn, line);
@@ -345,11 +347,41 @@ impl Backup {
     }
 
     /// Sends a client's write to the primary; the client's reply waits for the outcome.
+    ///
+    /// A write pipelined behind a `READ` of the same connection that is still waiting (for an
+    /// earlier write) is deferred until that read is answered; otherwise the read could see it.
     fn forward(&mut self, client: ConnId, v: i64) {
         self.next_token += 1;
         let token = self.next_token;
         self.sessions.pending(client, token);
-        self.send_forward(token, client, v);
+        let queue = self.deferred.entry(client).or_default();
+        queue.push_back((token, v));
+        self.release_deferred(client);
+    }
+
+    /// Forwards the deferred writes of `client` that no unanswered read precedes any more.
+    fn release_deferred(&mut self, client: ConnId) {
+        while let Some(queue) = self.deferred.get_mut(&client) {
+            let Some(&(token, v)) = queue.front() else {
+                self.deferred.remove(&client);
+                return;
+            };
+            if self.sessions.has_read_before(client, token) {
+                return;
+            }
+            queue.pop_front();
+            self.send_forward(token, client, v);
+        }
+    }
+
+    /// Gives a pending request its reply, then lets through what was waiting behind it.
+    fn resolve(&mut self, client: ConnId, token: u64, reply: String) {
+        let value = self.state.value();
+        self.sessions
+            .resolve(client, token, reply, value, &mut self.out);
+        if self.deferred.contains_key(&client) {
+            self.release_deferred(client);
+        }
     }
 
     /// Forwards a write on the path the current phase calls for, or holds it until there is one.
@@ -390,18 +422,14 @@ impl Backup {
             }
             self.held.pop_front();
             let err = wire::err_reply("not joined to the primary; write not applied");
-            let value = self.state.value();
-            self.sessions
-                .resolve(client, token, err, value, &mut self.out);
+            self.resolve(client, token, err);
         }
     }
 
     fn on_proposal_reply(&mut self, token: u64, client: ConnId, line: &[u8]) {
-        let value = self.state.value();
         if let Some(pos) = wire::parse_committed(line) {
             if pos <= (self.epoch, self.applied) {
-                self.sessions
-                    .resolve(client, token, wire::ACK.to_owned(), value, &mut self.out);
+                self.resolve(client, token, wire::ACK.to_owned());
             } else {
                 self.awaiting_apply
                     .entry(pos)
@@ -414,8 +442,7 @@ impl Backup {
             } else {
                 wire::ACK.to_owned()
             };
-            self.sessions
-                .resolve(client, token, reply, value, &mut self.out);
+            self.resolve(client, token, reply);
         }
     }
 
@@ -454,10 +481,8 @@ impl Backup {
             .awaiting_apply
             .split_off(&(self.epoch, self.applied.saturating_add(1)));
         let ready = std::mem::replace(&mut self.awaiting_apply, later);
-        let value = self.state.value();
         for (token, client) in ready.into_values().flatten() {
-            self.sessions
-                .resolve(client, token, wire::ACK.to_owned(), value, &mut self.out);
+            self.resolve(client, token, wire::ACK.to_owned());
         }
     }
 
@@ -476,20 +501,18 @@ impl Backup {
             }
             _ => {}
         }
-        let value = self.state.value();
         if self.propose_conn == Some(conn) {
             self.propose_conn = None;
             for (token, client) in std::mem::take(&mut self.proposals) {
                 let err = wire::err_reply("lost the connection to the primary; outcome unknown");
-                self.sessions
-                    .resolve(client, token, err, value, &mut self.out);
+                self.resolve(client, token, err);
             }
         } else if let Some((token, client)) = self.forwards.remove(&conn) {
             let err = wire::err_reply("primary unreachable; outcome unknown");
-            self.sessions
-                .resolve(client, token, err, value, &mut self.out);
+            self.resolve(client, token, err);
         } else {
             self.sessions.forget(conn);
+            self.deferred.remove(&conn);
         }
     }
 }

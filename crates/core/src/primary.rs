@@ -35,6 +35,8 @@ pub struct PrimaryConfig {
     pub seed_retry_ms: u64,
     /// A seed-only backup that has failed every push for this long is dropped.
     pub seed_give_up_ms: u64,
+    /// A push to a seed-only backup that gets no answer within this long has failed.
+    pub seed_push_timeout_ms: u64,
 }
 
 impl PrimaryConfig {
@@ -45,6 +47,7 @@ impl PrimaryConfig {
             epoch,
             seed_retry_ms: 200,
             seed_give_up_ms: 10_000,
+            seed_push_timeout_ms: 3_000,
         }
     }
 }
@@ -64,8 +67,8 @@ enum Link {
     Seed {
         /// Highest entry the backup acknowledged; `None` until its first update.
         acked: Option<Seq>,
-        /// The push under way: its connection and the entry it carries.
-        inflight: Option<(ConnId, Seq)>,
+        /// The push under way: its connection, the entry it carries, and when it times out.
+        inflight: Option<(ConnId, Seq, Millis)>,
         /// When to try again after a failed push.
         retry_at: Option<Millis>,
         /// When the current run of failed pushes began.
@@ -88,7 +91,7 @@ impl Link {
             // are what the backup will need next.
             Link::Seed {
                 acked, inflight, ..
-            } => acked.or(inflight.map(|(_, seq)| seq)),
+            } => acked.or(inflight.map(|(_, seq, _)| seq)),
         }
     }
 
@@ -96,7 +99,7 @@ impl Link {
     fn conn(&self) -> Option<ConnId> {
         match self {
             Link::Stream { conn, .. } => Some(*conn),
-            Link::Seed { inflight, .. } => inflight.map(|(c, _)| c),
+            Link::Seed { inflight, .. } => inflight.map(|(c, _, _)| c),
         }
     }
 }
@@ -208,11 +211,22 @@ impl Primary {
         }
         let value = self.state.value();
         match wire::parse_request(line) {
-            Ok(Request::Read) => self.sessions.read(conn, value, &mut self.out),
+            // The value is taken now, not when the reply leaves: every earlier write of this
+            // connection is already applied here, and a later one must not show through.
+            Ok(Request::Read) => {
+                self.sessions
+                    .reply(conn, wire::value_reply(value), value, &mut self.out)
+            }
             Ok(Request::Write(v) | Request::Update(v)) => {
                 self.propose(conn, Op::Set(v), AckKind::Plain)
             }
             Ok(Request::Propose(op)) => self.propose(conn, op, AckKind::Committed),
+            Ok(Request::Join(port)) if port == self.cfg.port => self.sessions.reply(
+                conn,
+                wire::err_reply(format!("port {port} is this primary's own port")),
+                value,
+                &mut self.out,
+            ),
             Ok(Request::Join(port)) => {
                 self.register(
                     port,
@@ -326,7 +340,7 @@ impl Primary {
                 failing_since,
                 ..
             }) => {
-                let Some((_, seq)) = *inflight else { return };
+                let Some((_, seq, _)) = *inflight else { return };
                 self.links.remove(&conn);
                 self.out.push_back(Output::Close { conn });
                 *inflight = None;
@@ -415,6 +429,7 @@ impl Primary {
         self.dirty = false;
         let Primary {
             cfg,
+            now,
             state,
             last,
             log,
@@ -462,7 +477,8 @@ impl Primary {
                         conn,
                         line: format!("UPDATE:{value}"),
                     });
-                    *inflight = Some((conn, seq));
+                    let timeout = cfg.seed_push_timeout_ms;
+                    *inflight = Some((conn, seq, now.after(timeout)));
                     links.insert(conn, *port);
                 }
                 Link::Seed { .. } => {}
@@ -491,13 +507,27 @@ impl Machine for Primary {
             }
             Input::Closed { conn } => self.on_closed(conn),
             Input::Tick => {
-                for link in self.backups.values_mut() {
-                    if let Link::Seed { retry_at, .. } = link
-                        && retry_at.is_some_and(|t| t <= now)
+                let mut timed_out = Vec::new();
+                for (port, link) in self.backups.iter_mut() {
+                    if let Link::Seed {
+                        retry_at, inflight, ..
+                    } = link
                     {
-                        *retry_at = None;
-                        self.dirty = true;
+                        if retry_at.is_some_and(|t| t <= now) {
+                            *retry_at = None;
+                            self.dirty = true;
+                        }
+                        if let Some((conn, _, deadline)) = *inflight
+                            && deadline <= now
+                        {
+                            timed_out.push((*port, conn));
+                        }
                     }
+                }
+                for (port, conn) in timed_out {
+                    self.links.remove(&conn);
+                    self.out.push_back(Output::Close { conn });
+                    self.push_failed(port);
                 }
             }
         }
@@ -514,7 +544,9 @@ impl Machine for Primary {
         self.backups
             .values()
             .filter_map(|l| match l {
-                Link::Seed { retry_at, .. } => *retry_at,
+                Link::Seed {
+                    retry_at, inflight, ..
+                } => retry_at.or(inflight.map(|(_, _, deadline)| deadline)),
                 Link::Stream { .. } => None,
             })
             .min()

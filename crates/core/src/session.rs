@@ -78,6 +78,17 @@ impl Sessions {
         self.queues.remove(&conn);
     }
 
+    /// Whether a `READ` of `conn` queued before pending request `id` is still unanswered. A
+    /// backup must not forward a write past such a read: once applied, the write would show
+    /// through in the read's reply.
+    pub fn has_read_before(&self, conn: ConnId, id: u64) -> bool {
+        self.queues.get(&conn).is_some_and(|q| {
+            q.iter()
+                .take_while(|s| **s != Slot::Pending(id))
+                .any(|s| *s == Slot::Read)
+        })
+    }
+
     /// Whether `conn` has requests still waiting for replies.
     pub fn is_busy(&self, conn: ConnId) -> bool {
         self.queues.get(&conn).is_some_and(|q| !q.is_empty())

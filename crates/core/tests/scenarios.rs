@@ -293,3 +293,40 @@ fn a_held_write_fails_unsent_when_the_primary_stays_away() {
         net.replies(c)
     );
 }
+
+/// A read pipelined between two writes of the same connection sees the first write and not
+/// the second, at the primary and at a backup, whatever the order of delivery.
+#[test]
+fn a_pipelined_read_sees_earlier_writes_of_its_connection_and_no_later_ones() {
+    for seed in 0..200 {
+        let mut rng = Rng::new(seed);
+        let mut net = cluster(&[7001, 7002]);
+        let clients = [net.client(P), net.client(7001)];
+        for c in clients {
+            for line in ["WRITE:1", "READ", "WRITE:2", "READ", "WRITE:3"] {
+                net.send(c, line);
+            }
+            net.run(&mut rng);
+            assert_eq!(
+                net.replies(c),
+                ["ACK", "VALUE:1", "ACK", "VALUE:2", "ACK"],
+                "seed {seed}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_join_naming_the_primary_itself_is_refused() {
+    let mut net = cluster(&[7001]);
+    let c = net.client(P);
+    net.send(c, &format!("JOIN:{P}"));
+    net.send(c, "WRITE:4");
+    net.run_in_order();
+    assert!(
+        net.replies(c)[0].starts_with("ERR:"),
+        "{:?}",
+        net.replies(c)
+    );
+    assert_eq!(net.replies(c)[1], "ACK");
+}

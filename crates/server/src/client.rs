@@ -21,8 +21,10 @@ const MAX_REPLY: usize = ditto_core::wire::MAX_LINE;
 /// Why a request got no reply.
 #[derive(Debug, Error)]
 pub enum ClientError {
-    #[error("cannot connect to port {port}: {source}")]
-    Connect { port: u16, source: io::Error },
+    // `cause` is in the message and deliberately not a `source`: error reporters that print
+    // the chain of sources would otherwise say it twice.
+    #[error("cannot connect to port {port}: {cause}")]
+    Connect { port: u16, cause: io::Error },
     #[error("no connection to port {port} within {timeout:?}")]
     ConnectTimeout { port: u16, timeout: Duration },
     #[error("no reply within {0:?}")]
@@ -52,7 +54,7 @@ impl Client<TcpStream> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::ConnectTimeout { port, timeout })?
-            .map_err(|source| ClientError::Connect { port, source })?;
+            .map_err(|cause| ClientError::Connect { port, cause })?;
         stream.set_nodelay(true)?;
         Ok(Client::new(stream, timeout))
     }

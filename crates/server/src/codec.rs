@@ -39,18 +39,22 @@ impl Decoder for LineCodec {
             Some(i) => {
                 let end = self.scanned + i;
                 self.scanned = 0;
-                if end > self.max {
+                // The limit is on the line's content: a `\r` before the `\n` does not count.
+                let len = if end > 0 && buf[end - 1] == b'\r' {
+                    end - 1
+                } else {
+                    end
+                };
+                if len > self.max {
                     buf.clear();
                     return Ok(Some(Frame::TooLong));
                 }
                 let mut line = buf.split_to(end + 1);
-                line.truncate(end);
-                if line.last() == Some(&b'\r') {
-                    line.truncate(end - 1);
-                }
+                line.truncate(len);
                 Ok(Some(Frame::Line(line.freeze())))
             }
-            None if buf.len() > self.max => {
+            // One byte of slack for a `\r` whose `\n` has not arrived yet.
+            None if buf.len() > self.max + 1 => {
                 buf.clear();
                 self.scanned = 0;
                 Ok(Some(Frame::TooLong))
@@ -73,6 +77,9 @@ impl Decoder for LineCodec {
         let mut line = buf.split();
         if line.last() == Some(&b'\r') {
             line.truncate(line.len() - 1);
+        }
+        if line.len() > self.max {
+            return Ok(Some(Frame::TooLong));
         }
         Ok(Some(Frame::Line(line.freeze())))
     }
@@ -115,6 +122,10 @@ mod tests {
     #[test]
     fn refuses_lines_over_the_limit_without_buffering_them() {
         assert_eq!(lines(b"12345678\n", 8), [line("12345678")]);
+        assert_eq!(lines(b"12345678\r\n", 8), [line("12345678")]);
+        assert_eq!(lines(b"12345678\r", 8), [line("12345678")]);
+        assert_eq!(lines(b"123456789\r\n", 8)[0], Frame::TooLong);
+        assert_eq!(lines(b"123456789", 8), [Frame::TooLong]);
         let long = [b'x'; 100];
         let frames = lines(&long, 8);
         assert_eq!(frames[0], Frame::TooLong);
