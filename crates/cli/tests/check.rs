@@ -1,0 +1,218 @@
+//! `ditto check`: the workload, the nemesis, the history files and the verdicts, end to end.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use support::*;
+
+/// A fresh directory under the system's temp dir for one test's reports.
+fn scratch(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ditto-check-test-{}-{name}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn check(args: &[&str], limit: Duration) -> Outcome {
+    let mut all = vec!["check"];
+    all.extend_from_slice(args);
+    run(&all, b"", limit)
+}
+
+/// The number after `label` in the summary line that holds it.
+fn count(stdout: &str, label: &str) -> u64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(label))
+        .unwrap_or_else(|| panic!("no `{label}` in:\n{stdout}"));
+    let before = line.split(label).next().unwrap_or_default();
+    before
+        .split_whitespace()
+        .last()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count before `{label}` in `{line}`"))
+}
+
+#[test]
+fn a_healthy_cluster_passes_and_leaves_a_history_and_a_timeline() {
+    let out_dir = scratch("healthy");
+    let out = check(
+        &[
+            "--duration",
+            "2",
+            "--ops",
+            "1500",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(out.stdout.contains("verdict     OK"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("sequentially consistent"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("convergence: every replica holds"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(count(&out.stdout, "ok,"), 1500, "{}", out.stdout);
+    let history = std::fs::read_to_string(out_dir.join("history.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), 1500);
+    let html = std::fs::read_to_string(out_dir.join("timeline.html")).unwrap();
+    assert!(html.contains("<svg"), "the timeline draws the history");
+}
+
+#[test]
+fn a_running_cluster_can_be_checked_by_its_ports() {
+    let cluster = start_cluster(2);
+    let out_dir = scratch("ports");
+    let backups: Vec<String> = cluster.backup_ports().iter().map(u16::to_string).collect();
+    let out = check(
+        &[
+            "--primary",
+            &cluster.primary.port.to_string(),
+            "--backups",
+            &backups.join(","),
+            "--duration",
+            "1",
+            "--ops",
+            "600",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(out.stdout.contains("verdict     OK"), "{}", out.stdout);
+    assert_eq!(count(&out.stdout, "ok,"), 600, "{}", out.stdout);
+}
+
+/// The nemesis kills, pauses and partitions while the workload runs; the history must still be
+/// sequentially consistent and the replicas must converge once the faults are healed.
+#[test]
+fn faults_do_not_break_consistency() {
+    let out_dir = scratch("nemesis");
+    let out = check(
+        &[
+            "--duration",
+            "6",
+            "--ops",
+            "100000",
+            "--nemesis",
+            "kill,pause,partition",
+            "--nemesis-interval",
+            "0.4",
+            "--fault-duration",
+            "0.4",
+            "--seed",
+            "2",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(count(&out.stdout, "injected") >= 3, "{}", out.stdout);
+    assert!(count(&out.stdout, "ok,") > 100, "{}", out.stdout);
+    assert!(out.stdout.contains("verdict     OK"), "{}", out.stdout);
+}
+
+const BAD: &str = r#"{"client":1,"server":7001,"op":"write","value":5,"invoke_ns":0,"return_ns":10,"outcome":"ok"}
+{"client":1,"server":7001,"op":"read","value":3,"invoke_ns":20,"return_ns":30,"outcome":"ok"}
+{"client":2,"server":7002,"op":"write","value":3,"invoke_ns":0,"return_ns":10,"outcome":"ok"}
+{"client":2,"server":7002,"op":"read","value":5,"invoke_ns":20,"return_ns":30,"outcome":"ok"}
+"#;
+
+#[test]
+fn a_recorded_violation_is_explained_and_highlighted() {
+    let dir = scratch("bad");
+    let file = dir.join("bad.jsonl");
+    std::fs::write(&file, BAD).unwrap();
+    let out = check(&["--history", file.to_str().unwrap()], TIMEOUT);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("not sequentially consistent"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("verdict     VIOLATION"),
+        "{}",
+        out.stdout
+    );
+    let html = std::fs::read_to_string(dir.join("bad.html")).unwrap();
+    assert!(
+        html.contains("not sequentially consistent"),
+        "the page states the violation"
+    );
+}
+
+#[test]
+fn a_recorded_consistent_history_passes() {
+    let dir = scratch("good");
+    let file = dir.join("good.jsonl");
+    // The same four operations, but client 2 read what it wrote last: write 5, then write 3.
+    std::fs::write(
+        &file,
+        BAD.replace(r#""read","value":5"#, r#""read","value":3"#),
+    )
+    .unwrap();
+    let out = check(&["--history", file.to_str().unwrap()], TIMEOUT);
+    assert!(out.success(), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("verdict     OK"), "{}", out.stdout);
+}
+
+#[test]
+fn a_malformed_history_is_an_error_naming_the_line() {
+    let dir = scratch("malformed");
+    let file = dir.join("broken.jsonl");
+    std::fs::write(
+        &file,
+        format!(
+            "{}{{\"client\":1,\n",
+            BAD.lines().next().unwrap().to_owned() + "\n"
+        ),
+    )
+    .unwrap();
+    let out = check(&["--history", file.to_str().unwrap()], TIMEOUT);
+    assert!(!out.success());
+    assert!(out.stderr.contains("line 2"), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
+#[test]
+fn the_nemesis_needs_a_cluster_of_its_own() {
+    let out = check(&["--primary", "7000", "--nemesis", "kill"], TIMEOUT);
+    assert!(!out.success());
+    assert!(out.stderr.contains("--nemesis"), "{}", out.stderr);
+    let out = check(&["--nemesis", "explode"], TIMEOUT);
+    assert!(!out.success());
+    assert!(out.stderr.contains("unknown fault"), "{}", out.stderr);
+}
