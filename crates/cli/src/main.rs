@@ -73,6 +73,7 @@ fn main() -> ExitCode {
         }
     };
     logging::init(&cli.log_level);
+    raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -102,5 +103,18 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit: a server with thousands of clients,
+/// or a bench opening thousands of connections, would otherwise stop at the common default of
+/// 1,024.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::debug!("cannot raise the open-file limit from {soft} to {hard}: {e}");
     }
 }
