@@ -7,6 +7,7 @@ mod check;
 mod cluster;
 mod cmd;
 mod logging;
+mod rng;
 
 use std::process::ExitCode;
 

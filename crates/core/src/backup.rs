@@ -527,12 +527,7 @@ impl Machine for Backup {
             Input::Line { conn, line } => self.on_line(conn, line),
             Input::LineTooLong { conn } => {
                 let value = self.state.value();
-                let err = wire::err_reply(format!(
-                    "line too long (limit {} bytes); closing",
-                    wire::MAX_LINE
-                ));
-                self.sessions.reply(conn, err, value, &mut self.out);
-                self.sessions.close(conn, value, &mut self.out);
+                self.sessions.refuse_overlong(conn, value, &mut self.out);
             }
             Input::Closed { conn } => self.on_closed(conn),
             Input::Tick => {

@@ -497,12 +497,7 @@ impl Machine for Primary {
                     self.drop_backup(port, "it sent an overlong line");
                 } else {
                     let value = self.state.value();
-                    let err = wire::err_reply(format!(
-                        "line too long (limit {} bytes); closing",
-                        wire::MAX_LINE
-                    ));
-                    self.sessions.reply(conn, err, value, &mut self.out);
-                    self.sessions.close(conn, value, &mut self.out);
+                    self.sessions.refuse_overlong(conn, value, &mut self.out);
                 }
             }
             Input::Closed { conn } => self.on_closed(conn),

@@ -54,6 +54,17 @@ impl Sessions {
         self.push(conn, Slot::Close, value, out);
     }
 
+    /// Answers a line over [`wire::MAX_LINE`] with an error, then closes the connection once the
+    /// earlier replies are out: the rest of the stream can no longer be framed.
+    pub fn refuse_overlong(&mut self, conn: ConnId, value: i64, out: &mut VecDeque<Output>) {
+        let err = wire::err_reply(format!(
+            "line too long (limit {} bytes); closing",
+            wire::MAX_LINE
+        ));
+        self.reply(conn, err, value, out);
+        self.close(conn, value, out);
+    }
+
     /// Gives pending request `id` of `conn` its reply and sends whatever is now at the head.
     /// Unknown connections (closed meanwhile) and ids are ignored.
     pub fn resolve(

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::proxy::{Fault, Proxy};
 use crate::cluster::LocalCluster;
+use crate::rng::Rng;
 
 /// A kind of fault the nemesis may inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -90,23 +91,9 @@ pub struct Nemesis {
     pub seed: u64,
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    /// Between half and one and a half times `d`.
-    fn around(&mut self, d: Duration) -> Duration {
-        d.mul_f64(0.5 + (self.next() % 1000) as f64 / 1000.0)
-    }
+/// Between half and one and a half times `d`.
+fn around(rng: &mut Rng, d: Duration) -> Duration {
+    d.mul_f64(0.5 + rng.next_f64())
 }
 
 impl Nemesis {
@@ -118,14 +105,14 @@ impl Nemesis {
         start: Instant,
         until: Instant,
     ) -> anyhow::Result<Vec<FaultEvent>> {
-        let mut rng = Rng(self.seed ^ 0x5EED);
+        let mut rng = Rng::new(self.seed ^ 0x5EED);
         let mut events = Vec::new();
         if self.kinds.is_empty() {
             return Ok(events);
         }
         loop {
-            tokio::time::sleep(rng.around(self.interval)).await;
-            let lasting = rng.around(self.fault_duration);
+            tokio::time::sleep(around(&mut rng, self.interval)).await;
+            let lasting = around(&mut rng, self.fault_duration);
             if Instant::now() + lasting >= until {
                 break;
             }

@@ -14,6 +14,8 @@ use ditto_core::wire;
 use ditto_server::Client;
 use tokio::time::Instant;
 
+use crate::rng::Rng;
+
 /// Settings of a workload.
 #[derive(Clone, Debug)]
 pub struct Workload {
@@ -50,19 +52,6 @@ pub async fn run(workload: &Workload, clients: &[ClientSpec], recorder: Arc<Reco
     while tasks.join_next().await.is_some() {}
 }
 
-/// A deterministic per-client random stream (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) as f64 / u64::MAX as f64
-    }
-}
-
 async fn client(
     spec: ClientSpec,
     w: Workload,
@@ -70,7 +59,7 @@ async fn client(
     budget: Arc<AtomicU64>,
     deadline: Instant,
 ) {
-    let mut rng = Rng(w.seed ^ spec.id.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let mut rng = Rng::new(w.seed ^ spec.id.wrapping_mul(0xD1B5_4A32_D192_ED03));
     let mut conn: Option<Client> = None;
     let mut counter: i64 = 0;
     while Instant::now() < deadline && budget.fetch_add(1, Ordering::Relaxed) < w.max_ops {

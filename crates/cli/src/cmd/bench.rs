@@ -17,6 +17,8 @@ use ditto_server::Client;
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
+use crate::rng::Rng;
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Ports of the servers to load, comma-separated; connections are spread over them.
@@ -81,14 +83,6 @@ impl Tally {
     }
 }
 
-/// xorshift64*: a deterministic mix without a dependency.
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    state.wrapping_mul(0x2545_F491_4F6C_DD1D)
-}
-
 async fn connection(
     id: u64,
     port: u16,
@@ -99,12 +93,12 @@ async fn connection(
     let timeout = Duration::from_secs_f64(args.timeout);
     let mut client = Client::connect(port, timeout).await?;
     let mut tally = Tally::new();
-    let mut rng = (args.seed ^ (id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
+    let mut rng = Rng::new(args.seed ^ (id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut in_flight: VecDeque<(Instant, bool)> = VecDeque::new();
     let mut counter = 0u64;
     loop {
         while in_flight.len() < args.pipeline as usize && may_issue(&args, &budget, deadline) {
-            let write = (next(&mut rng) as f64 / u64::MAX as f64) < args.writes;
+            let write = rng.next_f64() < args.writes;
             let line = if write {
                 counter += 1;
                 format!("WRITE:{}", (id << 40) | counter)
