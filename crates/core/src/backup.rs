@@ -47,6 +47,9 @@ pub struct BackupConfig {
     pub sync_attempts: u32,
     /// How long a client's write may wait for the backup to (re)join before it fails unsent.
     pub forward_hold_ms: u64,
+    /// A stream that carries nothing (not even the primary's heartbeats) for this long is taken
+    /// for dead: the backup closes it and joins again.
+    pub stream_timeout_ms: u64,
 }
 
 impl BackupConfig {
@@ -60,6 +63,7 @@ impl BackupConfig {
             sync_timeout_ms: 1_000,
             sync_attempts: 3,
             forward_hold_ms: 2_000,
+            stream_timeout_ms: 3_000,
         }
     }
 }
@@ -69,11 +73,14 @@ impl BackupConfig {
 enum Phase {
     /// Not yet started.
     Idle,
-    /// A `JOIN` is under way on `conn`, or the next attempt is due at `retry_at`.
+    /// A `JOIN` is under way on `conn` (its answer due at `retry_at`), or the next attempt is
+    /// due at `retry_at`. With `then_seed`, an acknowledged join settles for the seed protocol
+    /// instead of asking for a stream.
     Joining {
         conn: Option<ConnId>,
         retry_at: Option<Millis>,
         attempt: u32,
+        then_seed: bool,
     },
     /// Joined; `SYNC` sent on `conn`, answer due by `deadline`.
     Syncing { conn: ConnId, deadline: Millis },
@@ -103,14 +110,23 @@ pub struct Backup {
     /// The persistent `PROPOSE` connection, and the (token, client) of each proposal on it, in order.
     propose_conn: Option<ConnId>,
     proposals: VecDeque<(u64, ConnId)>,
-    /// One-shot `UPDATE` forwards: connection -> (token, client).
-    forwards: BTreeMap<ConnId, (u64, ConnId)>,
+    /// One-shot `UPDATE` forwards: connection -> (token, client, seed period it was sent in).
+    forwards: BTreeMap<ConnId, (u64, ConnId, u64)>,
+    /// Counts the periods of seed-only operation. A forwarded `UPDATE`'s acknowledgement means
+    /// "this replica has it" only if the backup stayed in the same period throughout: the seed
+    /// primary counted it all along. Otherwise the primary may have committed without it.
+    seed_period: u64,
     /// Committed writes not yet applied here, by (epoch, seq).
     awaiting_apply: BTreeMap<(u64, Seq), Vec<(u64, ConnId)>>,
     /// Writes waiting until the backup knows how to forward them: (token, client, value, give-up time).
     held: VecDeque<(u64, ConnId, i64, Millis)>,
-    /// `SYNC`s in a row that were closed or timed out.
+    /// `SYNC`s in a row that were closed or answered out of turn.
     sync_failures: u32,
+    /// A `SYNC` connection that went unanswered past its deadline while the backup settled for
+    /// the seed protocol: a slow ditto primary may still answer on it with a snapshot.
+    late_sync: Option<ConnId>,
+    /// When the stream last carried a line.
+    stream_heard: Millis,
     /// Writes of each client that wait for an earlier `READ` of the same connection to be
     /// answered before they are forwarded: (token, value).
     deferred: BTreeMap<ConnId, VecDeque<(u64, i64)>>,
@@ -134,9 +150,12 @@ impl Backup {
             propose_conn: None,
             proposals: VecDeque::new(),
             forwards: BTreeMap::new(),
+            seed_period: 0,
             awaiting_apply: BTreeMap::new(),
             held: VecDeque::new(),
             sync_failures: 0,
+            late_sync: None,
+            stream_heard: Millis(0),
             deferred: BTreeMap::new(),
             out: VecDeque::new(),
         }
@@ -193,13 +212,14 @@ impl Backup {
         self.out.push_back(Output::Send { conn, line });
     }
 
-    fn start_join(&mut self, attempt: u32) {
+    fn start_join(&mut self, attempt: u32, then_seed: bool) {
         let conn = self.connect_primary();
         self.send(conn, format!("JOIN:{}", self.cfg.port));
         self.phase = Phase::Joining {
             conn: Some(conn),
-            retry_at: None,
+            retry_at: Some(self.now.after(self.cfg.sync_timeout_ms)),
             attempt,
+            then_seed,
         };
     }
 
@@ -220,14 +240,18 @@ impl Backup {
             conn: None,
             retry_at: Some(self.now.after(delay)),
             attempt: attempt.saturating_add(1),
+            then_seed: false,
         };
     }
 
     fn become_seed_only(&mut self, why: &str) {
-        if let Phase::Syncing { conn, .. } = self.phase {
+        if let Phase::Syncing { conn, .. } = self.phase
+            && self.late_sync != Some(conn)
+        {
             self.out.push_back(Output::Close { conn });
         }
         self.phase = Phase::SeedOnly;
+        self.seed_period += 1;
         self.joined = true;
         self.release_held();
         self.log(
@@ -239,11 +263,24 @@ impl Backup {
         );
     }
 
-    /// A `SYNC` that got no answer: join again, or give up on streams after too many.
+    /// A `SYNC` that was closed or answered out of turn: join again and ask again, or, after too
+    /// many, join once more and settle for the seed protocol. Settling needs that last `JOIN`:
+    /// a ditto primary that saw the `SYNC` dropped this backup when its connection closed, and a
+    /// seed-only backup must be registered to get the updates.
     fn sync_unanswered(&mut self, why: &str) {
+        if let Phase::Syncing { conn, .. } = self.phase {
+            self.out.push_back(Output::Close { conn });
+        }
         self.sync_failures += 1;
         if self.sync_failures >= self.cfg.sync_attempts {
-            self.become_seed_only(why);
+            self.log(
+                LogLevel::Warn,
+                format!(
+                    "primary :{} {why}; joining for the seed protocol",
+                    self.cfg.primary_port
+                ),
+            );
+            self.start_join(0, true);
         } else {
             if let Phase::Syncing { conn, .. } = self.phase {
                 self.out.push_back(Output::Close { conn });
@@ -258,12 +295,16 @@ impl Backup {
             Phase::Joining {
                 conn: Some(c),
                 attempt,
+                then_seed,
                 ..
             } if c == conn => {
                 self.out.push_back(Output::Close { conn });
                 if wire::is_error_reply(line) {
                     let reply = String::from_utf8_lossy(line).into_owned();
                     return self.retry_join(attempt, &format!("refused JOIN ({reply})"));
+                }
+                if then_seed {
+                    return self.become_seed_only("SYNC went unanswered");
                 }
                 let sync = self.connect_primary();
                 self.send(sync, format!("SYNC:{}", self.cfg.port));
@@ -288,7 +329,26 @@ impl Backup {
                             ),
                         );
                     }
-                    _ => self.become_seed_only("it did not take SYNC"),
+                    // A stream message other than a snapshot proves a ditto primary, out of turn.
+                    Ok(_) => self.sync_unanswered("answered SYNC out of turn"),
+                    Err(_) => self.become_seed_only("it did not take SYNC"),
+                };
+            }
+            _ if self.late_sync == Some(conn) => {
+                self.late_sync = None;
+                return match wire::parse_stream(line) {
+                    Ok(StreamMsg::Snapshot { epoch, seq, value }) => {
+                        self.phase = Phase::Streaming { conn };
+                        self.sync_failures = 0;
+                        self.install(conn, epoch, seq, value);
+                        self.log(
+                            LogLevel::Info,
+                            format!(
+                                "late SNAPSHOT: now streaming from entry {seq} of epoch {epoch}"
+                            ),
+                        );
+                    }
+                    _ => self.out.push_back(Output::Close { conn }),
                 };
             }
             Phase::Streaming { conn: c } if c == conn => return self.on_stream(conn, line),
@@ -300,12 +360,16 @@ impl Backup {
             }
             return;
         }
-        if let Some((token, client)) = self.forwards.remove(&conn) {
+        if let Some((token, client, period)) = self.forwards.remove(&conn) {
             self.out.push_back(Output::Close { conn });
             let reply = if wire::is_error_reply(line) {
                 String::from_utf8_lossy(line).into_owned()
-            } else {
+            } else if self.phase == Phase::SeedOnly && period == self.seed_period {
                 wire::ACK.to_owned()
+            } else {
+                wire::err_reply(
+                    "the primary acknowledged while this backup was rejoining; outcome unknown",
+                )
             };
             self.resolve(client, token, reply);
             return;
@@ -400,7 +464,8 @@ impl Backup {
         } else if self.phase == Phase::SeedOnly {
             let conn = self.connect_primary();
             self.send(conn, format!("UPDATE:{v}"));
-            self.forwards.insert(conn, (token, client));
+            self.forwards
+                .insert(conn, (token, client, self.seed_period));
         } else {
             let give_up = self.now.after(self.cfg.forward_hold_ms);
             self.held.push_back((token, client, v, give_up));
@@ -447,7 +512,13 @@ impl Backup {
     }
 
     fn on_stream(&mut self, conn: ConnId, line: &[u8]) {
+        self.stream_heard = self.now;
         match wire::parse_stream(line) {
+            Ok(StreamMsg::Heartbeat { epoch, seq })
+                if (epoch, seq) == (self.epoch, self.applied) =>
+            {
+                self.send(conn, format!("ACKED:{}", self.applied));
+            }
             Ok(StreamMsg::Snapshot { epoch, seq, value }) => self.install(conn, epoch, seq, value),
             Ok(StreamMsg::Entries { epoch, first, ops })
                 if epoch == self.epoch && first == self.applied + 1 =>
@@ -467,6 +538,7 @@ impl Backup {
     }
 
     fn install(&mut self, conn: ConnId, epoch: u64, seq: Seq, value: i64) {
+        self.stream_heard = self.now;
         self.joined = true;
         self.epoch = epoch;
         self.applied = seq;
@@ -493,6 +565,14 @@ impl Backup {
                 attempt,
                 ..
             } if c == conn => return self.retry_join(attempt, "is not answering"),
+            _ if self.late_sync == Some(conn) => {
+                // A ditto primary that registered this SYNC has now dropped this backup.
+                self.late_sync = None;
+                if self.phase == Phase::SeedOnly {
+                    return self.retry_join(0, "closed a late SYNC");
+                }
+                return;
+            }
             Phase::Syncing { conn: c, .. } if c == conn => {
                 return self.sync_unanswered("it closed the SYNC connection");
             }
@@ -507,7 +587,7 @@ impl Backup {
                 let err = wire::err_reply("lost the connection to the primary; outcome unknown");
                 self.resolve(client, token, err);
             }
-        } else if let Some((token, client)) = self.forwards.remove(&conn) {
+        } else if let Some((token, client, _)) = self.forwards.remove(&conn) {
             let err = wire::err_reply("primary unreachable; outcome unknown");
             self.resolve(client, token, err);
         } else {
@@ -521,7 +601,7 @@ impl Machine for Backup {
     fn handle(&mut self, now: Millis, input: Input<'_>) {
         self.now = now;
         if self.phase == Phase::Idle {
-            self.start_join(0);
+            self.start_join(0, false);
         }
         match input {
             Input::Line { conn, line } => self.on_line(conn, line),
@@ -533,12 +613,33 @@ impl Machine for Backup {
             Input::Tick => {
                 match self.phase {
                     Phase::Joining {
+                        conn,
                         retry_at: Some(t),
                         attempt,
-                        ..
-                    } if t <= now => self.start_join(attempt),
-                    Phase::Syncing { deadline, .. } if deadline <= now => {
-                        self.sync_unanswered("no answer to SYNC")
+                        then_seed,
+                    } if t <= now => {
+                        // An unanswered JOIN is abandoned; a due retry is made.
+                        if let Some(conn) = conn {
+                            self.out.push_back(Output::Close { conn });
+                        }
+                        self.start_join(attempt.saturating_add(1), then_seed);
+                    }
+                    Phase::Syncing { conn, deadline } if deadline <= now => {
+                        // Silence is ambiguous: a seed primary ignoring SYNC, or a slow ditto
+                        // primary. Serve as a seed backup, but keep listening for a snapshot.
+                        self.late_sync = Some(conn);
+                        self.become_seed_only("no answer to SYNC yet");
+                    }
+                    Phase::Streaming { conn }
+                        if now.0.saturating_sub(self.stream_heard.0)
+                            >= self.cfg.stream_timeout_ms =>
+                    {
+                        self.out.push_back(Output::Close { conn });
+                        let silent = format!(
+                            "sent nothing on the stream for {} ms",
+                            self.cfg.stream_timeout_ms
+                        );
+                        self.retry_join(0, &silent);
                     }
                     _ => {}
                 }
@@ -555,6 +656,7 @@ impl Machine for Backup {
         let phase = match self.phase {
             Phase::Joining { retry_at, .. } => retry_at,
             Phase::Syncing { deadline, .. } => Some(deadline),
+            Phase::Streaming { .. } => Some(self.stream_heard.after(self.cfg.stream_timeout_ms)),
             _ => None,
         };
         let held = self.held.front().map(|h| h.3);

@@ -37,6 +37,11 @@ pub struct PrimaryConfig {
     pub seed_give_up_ms: u64,
     /// A push to a seed-only backup that gets no answer within this long has failed.
     pub seed_push_timeout_ms: u64,
+    /// A stream with nothing to send for this long gets a `HEARTBEAT`, which the backup answers.
+    pub heartbeat_ms: u64,
+    /// A streaming backup not heard from for this long (crashed, hung, cut off) is dropped, so
+    /// that writes stop waiting for it. Several heartbeats fit in it.
+    pub backup_timeout_ms: u64,
 }
 
 impl PrimaryConfig {
@@ -48,6 +53,8 @@ impl PrimaryConfig {
             seed_retry_ms: 200,
             seed_give_up_ms: 10_000,
             seed_push_timeout_ms: 3_000,
+            heartbeat_ms: 500,
+            backup_timeout_ms: 3_000,
         }
     }
 }
@@ -62,6 +69,10 @@ enum Link {
         sent: Seq,
         /// Highest entry the backup acknowledged; `None` until it acknowledges the snapshot.
         acked: Option<Seq>,
+        /// When the stream last carried something to the backup.
+        last_sent: Millis,
+        /// When the backup was last heard from.
+        last_heard: Millis,
     },
     /// A seed-only backup: one `UPDATE:v` per connection, one at a time.
     Seed {
@@ -303,6 +314,8 @@ impl Primary {
                 conn,
                 sent: self.last,
                 acked: None,
+                last_sent: self.now,
+                last_heard: self.now,
             },
         );
         self.log(
@@ -327,8 +340,14 @@ impl Primary {
 
     fn on_link_line(&mut self, port: u16, conn: ConnId, line: &[u8]) {
         match self.backups.get_mut(&port) {
-            Some(Link::Stream { sent, acked, .. }) => match wire::parse_request(line) {
+            Some(Link::Stream {
+                sent,
+                acked,
+                last_heard,
+                ..
+            }) => match wire::parse_request(line) {
                 Ok(Request::Acked(seq)) if seq <= *sent => {
+                    *last_heard = self.now;
                     *acked = Some(acked.map_or(seq, |a| a.max(seq)));
                     self.advance_commit();
                 }
@@ -443,7 +462,15 @@ impl Primary {
         let entry = |seq: Seq| &log[(seq - *log_first) as usize];
         for (port, link) in backups.iter_mut() {
             match link {
-                Link::Stream { conn, sent, .. } => {
+                Link::Stream {
+                    conn,
+                    sent,
+                    last_sent,
+                    ..
+                } => {
+                    if *sent < *last {
+                        *last_sent = *now;
+                    }
                     while *sent < *last {
                         let n = (*last - *sent).min(wire::MAX_BATCH as u64);
                         let ops = (*sent + 1..=*sent + n).map(|s| entry(s).0).collect();
@@ -503,7 +530,30 @@ impl Machine for Primary {
             Input::Closed { conn } => self.on_closed(conn),
             Input::Tick => {
                 let mut timed_out = Vec::new();
+                let mut silent = Vec::new();
                 for (port, link) in self.backups.iter_mut() {
+                    if let Link::Stream {
+                        conn,
+                        sent,
+                        last_sent,
+                        last_heard,
+                        ..
+                    } = link
+                    {
+                        if now.0.saturating_sub(last_heard.0) >= self.cfg.backup_timeout_ms {
+                            silent.push(*port);
+                        } else if now.0.saturating_sub(last_sent.0) >= self.cfg.heartbeat_ms {
+                            let beat = StreamMsg::Heartbeat {
+                                epoch: self.cfg.epoch,
+                                seq: *sent,
+                            };
+                            self.out.push_back(Output::Send {
+                                conn: *conn,
+                                line: wire::format_stream(&beat),
+                            });
+                            *last_sent = now;
+                        }
+                    }
                     if let Link::Seed {
                         retry_at, inflight, ..
                     } = link
@@ -524,6 +574,10 @@ impl Machine for Primary {
                     self.out.push_back(Output::Close { conn });
                     self.push_failed(port);
                 }
+                let timeout = self.cfg.backup_timeout_ms;
+                for port in silent {
+                    self.drop_backup(port, &format!("not heard from for {timeout} ms"));
+                }
             }
         }
     }
@@ -542,7 +596,15 @@ impl Machine for Primary {
                 Link::Seed {
                     retry_at, inflight, ..
                 } => retry_at.or(inflight.map(|(_, _, deadline)| deadline)),
-                Link::Stream { .. } => None,
+                Link::Stream {
+                    last_sent,
+                    last_heard,
+                    ..
+                } => Some(
+                    last_sent
+                        .after(self.cfg.heartbeat_ms)
+                        .min(last_heard.after(self.cfg.backup_timeout_ms)),
+                ),
             })
             .min()
     }

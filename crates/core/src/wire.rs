@@ -54,6 +54,9 @@ pub enum StreamMsg {
         first: Seq,
         ops: Vec<Op>,
     },
+    /// `HEARTBEAT:epoch:seq`: nothing new after entry `seq`. Sent on an idle stream so that
+    /// each side learns within a bounded time that the other is gone; answered with `ACKED`.
+    Heartbeat { epoch: u64, seq: Seq },
 }
 
 /// Why a line is not a valid request. The `Display` text is what follows `ERR:` on the wire.
@@ -154,10 +157,17 @@ pub fn parse_stream(line: &[u8]) -> Result<StreamMsg, ParseError> {
         parts.next().unwrap_or_default(),
         parts.next().ok_or(ParseError::BadStream)?,
         parts.next().ok_or(ParseError::BadStream)?,
-        parts.next().ok_or(ParseError::BadStream)?,
+        parts.next(),
     );
     let epoch = epoch.parse().map_err(|_| ParseError::BadStream)?;
     let seq = seq.parse().map_err(|_| ParseError::BadSeq)?;
+    if verb == "HEARTBEAT" {
+        return match rest {
+            None => Ok(StreamMsg::Heartbeat { epoch, seq }),
+            Some(_) => Err(ParseError::BadStream),
+        };
+    }
+    let rest = rest.ok_or(ParseError::BadStream)?;
     match verb {
         "SNAPSHOT" => Ok(StreamMsg::Snapshot {
             epoch,
@@ -196,6 +206,7 @@ pub fn format_stream(msg: &StreamMsg) -> String {
             }
             line
         }
+        StreamMsg::Heartbeat { epoch, seq } => format!("HEARTBEAT:{epoch}:{seq}"),
     }
 }
 
@@ -305,6 +316,7 @@ mod tests {
                 first: 4,
                 ops: vec![Op::Set(1), Op::Set(i64::MIN)],
             },
+            StreamMsg::Heartbeat { epoch: 9, seq: 12 },
         ];
         for msg in msgs {
             assert_eq!(parse_stream(format_stream(&msg).as_bytes()), Ok(msg));
@@ -312,6 +324,8 @@ mod tests {
         assert!(parse_stream(b"ENTRIES:1:0:SET 1").is_err());
         assert!(parse_stream(b"ENTRIES:1:1:").is_err());
         assert!(parse_stream(b"SNAPSHOT:1:1").is_err());
+        assert!(parse_stream(b"HEARTBEAT:1:1:x").is_err());
+        assert!(parse_stream(b"HEARTBEAT:1").is_err());
         assert!(parse_stream(b"ACK").is_err());
     }
 

@@ -330,3 +330,53 @@ fn a_join_naming_the_primary_itself_is_refused() {
     );
     assert_eq!(net.replies(c)[1], "ACK");
 }
+
+/// Found by the model checker: a backup whose stream the primary closed, with the close lost,
+/// followed a dead stream forever. Streams now carry heartbeats and time out.
+#[test]
+fn a_half_open_stream_is_noticed_and_the_backup_rejoins() {
+    let mut net = cluster(&[7001]);
+    // The primary's side closes (and the primary drops the backup); the backup never hears.
+    net.half_open(P, 7001);
+    let c = net.client(P);
+    net.send(c, "WRITE:6");
+    let converged = net.run_until(100, |n| {
+        n.backup(7001).is_streaming() && n.backup(7001).value() == 6
+    });
+    assert!(converged, "{:?}", net.logs);
+    assert!(
+        net.logs
+            .iter()
+            .any(|l| l.contains("sent nothing on the stream")),
+        "{:?}",
+        net.logs
+    );
+    assert!(net.now.0 >= 3_000, "noticed only after the stream timeout");
+}
+
+/// A hung backup (its process stopped, its connections open) used to block every write
+/// forever, as in the seed protocol. The primary now drops a backup it has not heard from for
+/// `backup_timeout_ms`, and writes go on without it.
+#[test]
+fn a_hung_backup_is_dropped_and_writes_go_on() {
+    let mut net = cluster(&[7001, 7002]);
+    net.frozen.insert(7002);
+    let c = net.client(P);
+    net.send(c, "WRITE:9");
+    net.deliver_client(c);
+    assert!(net.replies(c).is_empty());
+    let acked = net.run_until(100, |n| !n.replies(c).is_empty());
+    assert!(acked, "{:?}", net.logs);
+    assert_eq!(net.replies(c), ["ACK"]);
+    assert!(
+        net.now.0 >= 3_000,
+        "the write waited for the backup timeout"
+    );
+    assert_eq!(net.primary(P).backups(), vec![(7001, Some(1))]);
+    // The hung backup resumes, finds its stream gone, and catches up.
+    net.frozen.clear();
+    let caught_up = net.run_until(100, |n| {
+        n.backup(7002).is_streaming() && n.backup(7002).value() == 9
+    });
+    assert!(caught_up, "{:?}", net.logs);
+}

@@ -13,6 +13,10 @@ use ditto_core::{
     Backup, BackupConfig, ConnId, Input, Machine, Millis, Output, Primary, PrimaryConfig,
 };
 
+/// How much simulated time [`Net::run`] lets pass once the network is quiet: enough for join
+/// retries and the stream timeouts to play out.
+pub const SETTLE_MS: u64 = 10_000;
+
 /// One side of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum End {
@@ -83,6 +87,9 @@ pub struct Net {
     /// Lines received by each client connection, in order.
     pub inbox: BTreeMap<usize, Vec<String>>,
     pub logs: Vec<String>,
+    /// Nodes that are hung (think SIGSTOP): nothing is delivered to them and their timers do not
+    /// fire, but their connections stay open.
+    pub frozen: std::collections::BTreeSet<u16>,
 }
 
 impl Default for Net {
@@ -94,6 +101,7 @@ impl Default for Net {
             next_inbound: 0,
             inbox: BTreeMap::new(),
             logs: Vec::new(),
+            frozen: Default::default(),
         }
     }
 }
@@ -260,12 +268,13 @@ impl Net {
 
     /// Queues with something to deliver: (pipe, direction a->b?).
     fn ready(&self) -> Vec<(usize, bool)> {
+        let frozen = |end: End| matches!(end, End::Node(port, _) if self.frozen.contains(&port));
         let mut r = Vec::new();
         for (i, p) in self.pipes.iter().enumerate() {
-            if !p.a_to_b.is_empty() {
+            if !p.a_to_b.is_empty() && !frozen(p.b) {
                 r.push((i, true));
             }
-            if !p.b_to_a.is_empty() {
+            if !p.b_to_a.is_empty() && !frozen(p.a) {
                 r.push((i, false));
             }
         }
@@ -296,13 +305,15 @@ impl Net {
         }
     }
 
-    /// Delivers messages in a seeded random order until none are in flight; fires due timers when
-    /// the network is quiet. Bounded so a livelock fails the test instead of hanging it.
+    /// Delivers messages in a seeded random order; when none are in flight, fires the next timer,
+    /// for up to [`SETTLE_MS`] of simulated time (heartbeats never stop, so "no timer left" never
+    /// comes). Bounded so a livelock fails the test instead of hanging it.
     pub fn run(&mut self, rng: &mut Rng) {
+        let horizon = self.now.0 + SETTLE_MS;
         for _ in 0..100_000 {
             let ready = self.ready();
             if ready.is_empty() {
-                if !self.fire_timer() {
+                if self.next_timer().is_none_or(|t| t.0 > horizon) || !self.fire_timer() {
                     return;
                 }
                 continue;
@@ -318,11 +329,24 @@ impl Net {
         self.run(&mut Rng(0))
     }
 
+    /// When the earliest timer of a running node is due.
+    pub fn next_timer(&self) -> Option<Millis> {
+        self.nodes
+            .iter()
+            .filter(|(port, _)| !self.frozen.contains(port))
+            .filter_map(|(_, n)| match n {
+                Node::Primary(p) => p.poll_timeout(),
+                Node::Backup(b) => b.poll_timeout(),
+            })
+            .min()
+    }
+
     /// Advances time to the earliest timer and fires it. Returns false if there is none.
     pub fn fire_timer(&mut self) -> bool {
         let due = self
             .nodes
             .iter()
+            .filter(|(port, _)| !self.frozen.contains(port))
             .filter_map(|(port, n)| {
                 let t = match n {
                     Node::Primary(p) => p.poll_timeout(),
@@ -378,5 +402,45 @@ impl Net {
                 }
             }
         }
+    }
+}
+
+impl Net {
+    /// Closes the connections between `a` and `b` on `a`'s side only, and loses the close: `b`
+    /// goes on believing they are open (a half-open TCP connection).
+    pub fn half_open(&mut self, a: u16, b: u16) {
+        for p in &mut self.pipes {
+            match (p.a, p.b) {
+                (End::Node(x, c), End::Node(y, _)) if (x, y) == (a, b) => {
+                    p.a_open = false;
+                    p.a_to_b.clear();
+                    p.b_to_a.clear();
+                    p.a = End::Node(0, c);
+                }
+                (End::Node(x, _), End::Node(y, c)) if (x, y) == (b, a) => {
+                    p.b_open = false;
+                    p.a_to_b.clear();
+                    p.b_to_a.clear();
+                    p.b = End::Node(0, c);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Fires timers and delivers messages until `done` holds or `limit` timers have fired.
+    pub fn run_until(&mut self, limit: usize, mut done: impl FnMut(&Net) -> bool) -> bool {
+        for _ in 0..limit {
+            while !self.ready().is_empty() {
+                self.deliver_all_once();
+            }
+            if done(self) {
+                return true;
+            }
+            if !self.fire_timer() {
+                return done(self);
+            }
+        }
+        done(self)
     }
 }
