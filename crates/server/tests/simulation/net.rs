@@ -1,0 +1,48 @@
+//! [`ditto_server::Net`] over turmoil's simulated TCP.
+//!
+//! A port names a host: the node listening on port 7000 runs on the simulated host `n7000`, so
+//! `connect(7000)` dials `("n7000", 7000)`. The driver uses nothing else, which is why the real
+//! driver and core run here unchanged.
+
+use std::io;
+use std::net::Ipv4Addr;
+
+use ditto_server::{Listener, Net};
+use turmoil::net::{TcpListener, TcpStream};
+
+/// The simulated host whose node listens on `port`.
+pub fn host_name(port: u16) -> String {
+    format!("n{port}")
+}
+
+/// Binds and connects over the simulated network of the turmoil host it runs on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SimNet;
+
+/// A listener on a simulated host.
+pub struct SimListener(TcpListener);
+
+impl Listener for SimListener {
+    type Stream = TcpStream;
+
+    /// Cancel-safe: turmoil's `accept` only awaits a notification before taking the connection.
+    async fn accept(&mut self) -> io::Result<TcpStream> {
+        let (stream, _) = self.0.accept().await?;
+        Ok(stream)
+    }
+}
+
+impl Net for SimNet {
+    type Stream = TcpStream;
+    type Listener = SimListener;
+
+    async fn bind(&self, port: u16) -> io::Result<SimListener> {
+        TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
+            .await
+            .map(SimListener)
+    }
+
+    async fn connect(&self, port: u16) -> io::Result<TcpStream> {
+        TcpStream::connect((host_name(port), port)).await
+    }
+}
