@@ -29,6 +29,9 @@ use crate::op::{Op, Register, Seq};
 use crate::session::Sessions;
 use crate::wire::{self, Request, StreamMsg};
 
+/// How many recent `UPDATE` pushes a backup remembers as evidence for its forwarded writes.
+const MAX_RECENT_PUSHES: usize = 4096;
+
 /// Settings of a backup.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BackupConfig {
@@ -110,12 +113,15 @@ pub struct Backup {
     /// The persistent `PROPOSE` connection, and the (token, client) of each proposal on it, in order.
     propose_conn: Option<ConnId>,
     proposals: VecDeque<(u64, ConnId)>,
-    /// One-shot `UPDATE` forwards: connection -> (token, client, seed period it was sent in).
-    forwards: BTreeMap<ConnId, (u64, ConnId, u64)>,
-    /// Counts the periods of seed-only operation. A forwarded `UPDATE`'s acknowledgement means
-    /// "this replica has it" only if the backup stayed in the same period throughout: the seed
-    /// primary counted it all along. Otherwise the primary may have committed without it.
-    seed_period: u64,
+    /// One-shot `UPDATE` forwards: connection -> (token, client, value, pushes seen when sent).
+    forwards: BTreeMap<ConnId, (u64, ConnId, i64, u64)>,
+    /// `UPDATE` pushes applied so far, and the latest of them (number, value). A seed primary
+    /// pushes a write to every backup it counts before it acknowledges the writer; so a
+    /// forwarded write's acknowledgement means "this replica has it" only if its value was
+    /// pushed here after it was sent. Without that evidence (the primary may have stopped
+    /// counting this backup) the client is told the outcome is unknown.
+    pushes: u64,
+    recent_pushes: VecDeque<(u64, i64)>,
     /// Committed writes not yet applied here, by (epoch, seq).
     awaiting_apply: BTreeMap<(u64, Seq), Vec<(u64, ConnId)>>,
     /// Writes waiting until the backup knows how to forward them: (token, client, value, give-up time).
@@ -124,7 +130,7 @@ pub struct Backup {
     sync_failures: u32,
     /// A `SYNC` connection that went unanswered past its deadline while the backup settled for
     /// the seed protocol: a slow ditto primary may still answer on it with a snapshot.
-    late_sync: Option<ConnId>,
+    late_sync: Option<(ConnId, Millis)>,
     /// When the stream last carried a line.
     stream_heard: Millis,
     /// Writes of each client that wait for an earlier `READ` of the same connection to be
@@ -150,7 +156,8 @@ impl Backup {
             propose_conn: None,
             proposals: VecDeque::new(),
             forwards: BTreeMap::new(),
-            seed_period: 0,
+            pushes: 0,
+            recent_pushes: VecDeque::new(),
             awaiting_apply: BTreeMap::new(),
             held: VecDeque::new(),
             sync_failures: 0,
@@ -244,15 +251,17 @@ impl Backup {
         };
     }
 
-    fn become_seed_only(&mut self, why: &str) {
+    /// Settles for the seed protocol. `definite` when the primary said it does not take `SYNC`:
+    /// the replica then starts at 0 as the seed's backups do. Otherwise (the primary went
+    /// silent) the replica's value is served only once the primary has pushed one.
+    fn become_seed_only(&mut self, why: &str, definite: bool) {
         if let Phase::Syncing { conn, .. } = self.phase
-            && self.late_sync != Some(conn)
+            && self.late_sync.map(|(c, _)| c) != Some(conn)
         {
             self.out.push_back(Output::Close { conn });
         }
         self.phase = Phase::SeedOnly;
-        self.seed_period += 1;
-        self.joined = true;
+        self.joined |= definite;
         self.release_held();
         self.log(
             LogLevel::Info,
@@ -304,7 +313,7 @@ impl Backup {
                     return self.retry_join(attempt, &format!("refused JOIN ({reply})"));
                 }
                 if then_seed {
-                    return self.become_seed_only("SYNC went unanswered");
+                    return self.become_seed_only("SYNC went unanswered", false);
                 }
                 let sync = self.connect_primary();
                 self.send(sync, format!("SYNC:{}", self.cfg.port));
@@ -331,10 +340,10 @@ impl Backup {
                     }
                     // A stream message other than a snapshot proves a ditto primary, out of turn.
                     Ok(_) => self.sync_unanswered("answered SYNC out of turn"),
-                    Err(_) => self.become_seed_only("it did not take SYNC"),
+                    Err(_) => self.become_seed_only("it did not take SYNC", true),
                 };
             }
-            _ if self.late_sync == Some(conn) => {
+            _ if self.late_sync.map(|(c, _)| c) == Some(conn) => {
                 self.late_sync = None;
                 return match wire::parse_stream(line) {
                     Ok(StreamMsg::Snapshot { epoch, seq, value }) => {
@@ -360,15 +369,19 @@ impl Backup {
             }
             return;
         }
-        if let Some((token, client, period)) = self.forwards.remove(&conn) {
+        if let Some((token, client, v, pushes_then)) = self.forwards.remove(&conn) {
             self.out.push_back(Output::Close { conn });
+            let pushed_since = self
+                .recent_pushes
+                .iter()
+                .any(|&(n, pushed)| n > pushes_then && pushed == v);
             let reply = if wire::is_error_reply(line) {
                 String::from_utf8_lossy(line).into_owned()
-            } else if self.phase == Phase::SeedOnly && period == self.seed_period {
+            } else if pushed_since {
                 wire::ACK.to_owned()
             } else {
                 wire::err_reply(
-                    "the primary acknowledged while this backup was rejoining; outcome unknown",
+                    "the primary acknowledged a write this backup was not sent; outcome unknown",
                 )
             };
             self.resolve(client, token, reply);
@@ -394,6 +407,13 @@ impl Backup {
                     )
                 } else {
                     self.state.apply(&Op::Set(v));
+                    // A pushed value is the primary's state at the time: safe to serve.
+                    self.joined = true;
+                    self.pushes += 1;
+                    self.recent_pushes.push_back((self.pushes, v));
+                    if self.recent_pushes.len() > MAX_RECENT_PUSHES {
+                        self.recent_pushes.pop_front();
+                    }
                     wire::ACK.to_owned()
                 }
             }
@@ -464,8 +484,7 @@ impl Backup {
         } else if self.phase == Phase::SeedOnly {
             let conn = self.connect_primary();
             self.send(conn, format!("UPDATE:{v}"));
-            self.forwards
-                .insert(conn, (token, client, self.seed_period));
+            self.forwards.insert(conn, (token, client, v, self.pushes));
         } else {
             let give_up = self.now.after(self.cfg.forward_hold_ms);
             self.held.push_back((token, client, v, give_up));
@@ -565,7 +584,7 @@ impl Backup {
                 attempt,
                 ..
             } if c == conn => return self.retry_join(attempt, "is not answering"),
-            _ if self.late_sync == Some(conn) => {
+            _ if self.late_sync.map(|(c, _)| c) == Some(conn) => {
                 // A ditto primary that registered this SYNC has now dropped this backup.
                 self.late_sync = None;
                 if self.phase == Phase::SeedOnly {
@@ -587,7 +606,7 @@ impl Backup {
                 let err = wire::err_reply("lost the connection to the primary; outcome unknown");
                 self.resolve(client, token, err);
             }
-        } else if let Some((token, client, _)) = self.forwards.remove(&conn) {
+        } else if let Some((token, client, _, _)) = self.forwards.remove(&conn) {
             let err = wire::err_reply("primary unreachable; outcome unknown");
             self.resolve(client, token, err);
         } else {
@@ -627,8 +646,20 @@ impl Machine for Backup {
                     Phase::Syncing { conn, deadline } if deadline <= now => {
                         // Silence is ambiguous: a seed primary ignoring SYNC, or a slow ditto
                         // primary. Serve as a seed backup, but keep listening for a snapshot.
-                        self.late_sync = Some(conn);
-                        self.become_seed_only("no answer to SYNC yet");
+                        let give_up = now.after(self.cfg.stream_timeout_ms);
+                        self.late_sync = Some((conn, give_up));
+                        self.become_seed_only("no answer to SYNC yet", false);
+                    }
+                    Phase::SeedOnly => {
+                        if let Some((conn, give_up)) = self.late_sync
+                            && give_up <= now
+                        {
+                            // No late snapshot: the connection may be dead while a ditto
+                            // primary has dropped this backup. Join and ask again.
+                            self.late_sync = None;
+                            self.out.push_back(Output::Close { conn });
+                            self.sync_unanswered("did not answer SYNC");
+                        }
                     }
                     Phase::Streaming { conn }
                         if now.0.saturating_sub(self.stream_heard.0)
@@ -657,6 +688,7 @@ impl Machine for Backup {
             Phase::Joining { retry_at, .. } => retry_at,
             Phase::Syncing { deadline, .. } => Some(deadline),
             Phase::Streaming { .. } => Some(self.stream_heard.after(self.cfg.stream_timeout_ms)),
+            Phase::SeedOnly => self.late_sync.map(|(_, give_up)| give_up),
             _ => None,
         };
         let held = self.held.front().map(|h| h.3);

@@ -57,8 +57,9 @@
 //! - `slow_links_while_backups_rejoin`: slow primary–backup links (140–260 ms per segment) while
 //!   backups restart and join again over them; the replicas must converge at the end.
 //! - `backup_settled_for_seed_serves_an_empty_replica` and
-//!   `backup_settled_for_seed_acks_writes_it_never_applies` (ignored, bugs): single seeds that
-//!   show how a backup that settles for the seed protocol breaks consistency; see those tests.
+//!   `backup_settled_for_seed_acks_writes_it_never_applies`: single seeds that showed how a
+//!   backup settling for the seed protocol broke consistency, kept as regression tests for the
+//!   fixes; see those tests.
 //!
 //! # Replaying a seed
 //!
@@ -258,19 +259,19 @@ fn slow_links_while_backups_rejoin() {
 /// backup refuses reads until it has joined precisely because its initial 0 is not the
 /// store's value; settling for the seed protocol should wait for the first push.
 ///
+/// Fixed: a backup that settles for the seed protocol because its primary went silent serves
+/// reads only once the primary has pushed it a value (or a late snapshot arrived).
+///
 /// ```text
-/// DITTO_SIM_SEED=125 DITTO_SIM_LOG=info cargo test -p ditto-server --test simulation backup_settled_for_seed_serves_an_empty_replica -- --exact --ignored --nocapture
+/// DITTO_SIM_SEED=125 DITTO_SIM_LOG=info cargo test -p ditto-server --test simulation backup_settled_for_seed_serves_an_empty_replica -- --exact --nocapture
 /// ```
 #[test]
-#[ignore = "bug at 18fff59: a backup that settles for the seed protocol after an unanswered \
-            SYNC serves reads before its replica has received the store's value"]
 fn backup_settled_for_seed_serves_an_empty_replica() {
-    let mut sc = Scenario::new(
+    let sc = Scenario::new(
         "backup_settled_for_seed_serves_an_empty_replica",
         FaultMix::NetworkAndBackupCrashes,
         125..126,
     );
-    sc.ignored = true;
     run_seeds(&sc);
 }
 
@@ -292,12 +293,15 @@ fn backup_settled_for_seed_serves_an_empty_replica() {
 /// out, which after a cut of more than the primary's 3 s backup timeout can be seconds after a
 /// client's write has gone through a fresh connection.
 ///
+/// Fixed: a late `SYNC` that brings no snapshot within the stream timeout is closed and the
+/// backup joins again; and a forwarded `UPDATE` is acknowledged to the client only if the
+/// primary pushed that value to this backup after it was sent (the seed primary's own proof
+/// that it counted this backup), otherwise the outcome is reported unknown.
+///
 /// ```text
-/// DITTO_SIM_SEED=58 DITTO_SIM_LOG=info cargo test -p ditto-server --test simulation backup_settled_for_seed_acks_writes_it_never_applies -- --exact --ignored --nocapture
+/// DITTO_SIM_SEED=58 DITTO_SIM_LOG=info cargo test -p ditto-server --test simulation backup_settled_for_seed_acks_writes_it_never_applies -- --exact --nocapture
 /// ```
 #[test]
-#[ignore = "bug at 18fff59: a backup that settles for the seed protocol under a ditto primary \
-            that then drops it acknowledges writes it never applies"]
 fn backup_settled_for_seed_acks_writes_it_never_applies() {
     let mut sc = long(
         "backup_settled_for_seed_acks_writes_it_never_applies",
@@ -310,7 +314,6 @@ fn backup_settled_for_seed_acks_writes_it_never_applies() {
 /// A long variant of a scenario: more seeds and four times as many operations per client.
 fn long(test: &'static str, mix: FaultMix) -> Scenario {
     let mut sc = Scenario::new(test, mix, 0..2_000);
-    sc.ignored = true;
     sc.ops_per_client *= 4;
     sc
 }
