@@ -102,3 +102,76 @@ impl<S: AsyncRead + AsyncWrite> Client<S> {
         }
     }
 }
+
+/// What a client may conclude from the answer to one `READ` or `WRITE:v`: the outcome a history
+/// records. Shared by every workload so that they all judge answers alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conclusion {
+    /// The request took effect: a write was applied, a read returned this value.
+    Done(Option<i64>),
+    /// Nothing happened: the server refused, or a read got no value.
+    NotApplied,
+    /// A write that may or may not have been applied (no answer, a lost connection, or a server
+    /// saying it cannot know).
+    Unknown,
+}
+
+impl Conclusion {
+    /// Judges the answer to a write (`write`) or a read.
+    pub fn of(write: bool, answer: &Result<String, ClientError>) -> Conclusion {
+        use ditto_core::wire;
+        match answer {
+            Ok(reply) if wire::is_error_reply(reply.as_bytes()) => {
+                if write && reply.contains("unknown") {
+                    Conclusion::Unknown
+                } else {
+                    Conclusion::NotApplied
+                }
+            }
+            Ok(reply) if write => {
+                if reply == wire::ACK {
+                    Conclusion::Done(None)
+                } else {
+                    Conclusion::Unknown
+                }
+            }
+            Ok(reply) => match wire::parse_value_reply(reply) {
+                Some(v) => Conclusion::Done(Some(v)),
+                None => Conclusion::NotApplied,
+            },
+            Err(_) if write => Conclusion::Unknown,
+            Err(_) => Conclusion::NotApplied,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_judged_as_a_history_needs() {
+        let ok = |s: &str| Ok(s.to_owned());
+        let lost = || Err(ClientError::Closed);
+        assert_eq!(Conclusion::of(true, &ok("ACK")), Conclusion::Done(None));
+        assert_eq!(
+            Conclusion::of(false, &ok("VALUE:7")),
+            Conclusion::Done(Some(7))
+        );
+        assert_eq!(
+            Conclusion::of(true, &ok("ERR:bad value")),
+            Conclusion::NotApplied
+        );
+        assert_eq!(
+            Conclusion::of(true, &ok("ERR:primary unreachable; outcome unknown")),
+            Conclusion::Unknown
+        );
+        assert_eq!(Conclusion::of(true, &lost()), Conclusion::Unknown);
+        assert_eq!(Conclusion::of(false, &lost()), Conclusion::NotApplied);
+        assert_eq!(
+            Conclusion::of(false, &ok("ERR:not joined")),
+            Conclusion::NotApplied
+        );
+        assert_eq!(Conclusion::of(true, &ok("OK")), Conclusion::Unknown);
+    }
+}

@@ -12,6 +12,6 @@ mod conn;
 pub mod driver;
 pub mod net;
 
-pub use client::{Client, ClientError};
+pub use client::{Client, ClientError, Conclusion};
 pub use driver::{DriverConfig, run_backup, run_primary};
 pub use net::{Listener, Net, TokioNet};

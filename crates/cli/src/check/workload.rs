@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ditto_check::{OpKind, Outcome, Recorder};
-use ditto_core::wire;
-use ditto_server::Client;
+use ditto_server::{Client, Conclusion};
 use tokio::time::Instant;
 
 use crate::rng::Rng;
@@ -85,34 +84,14 @@ async fn client(
         }
         let Some(c) = conn.as_mut() else { continue };
         let token = rec.invoke(spec.id, Some(spec.server), kind, value);
-        let (outcome, read) = match c.request(&line).await {
-            Ok(reply) if wire::is_error_reply(reply.as_bytes()) => {
-                // A refused request changed nothing, unless the server says it cannot know.
-                if write && reply.contains("unknown") {
-                    (Outcome::Unknown, None)
-                } else {
-                    (Outcome::Fail, None)
-                }
-            }
-            Ok(reply) if write => {
-                if reply == wire::ACK {
-                    (Outcome::Ok, None)
-                } else {
-                    (Outcome::Unknown, None)
-                }
-            }
-            Ok(reply) => match wire::parse_value_reply(&reply) {
-                Some(v) => (Outcome::Ok, Some(v)),
-                None => (Outcome::Fail, None),
-            },
-            Err(_) => {
-                conn = None;
-                if write {
-                    (Outcome::Unknown, None)
-                } else {
-                    (Outcome::Fail, None)
-                }
-            }
+        let answer = c.request(&line).await;
+        if answer.is_err() {
+            conn = None;
+        }
+        let (outcome, read) = match Conclusion::of(write, &answer) {
+            Conclusion::Done(read) => (Outcome::Ok, read),
+            Conclusion::NotApplied => (Outcome::Fail, None),
+            Conclusion::Unknown => (Outcome::Unknown, None),
         };
         rec.complete(token, outcome, read);
         if outcome != Outcome::Ok {

@@ -6,8 +6,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ditto_check::{Op, OpKind, Outcome};
-use ditto_core::wire;
-use ditto_server::Client;
+
+use ditto_server::{Client, Conclusion};
 use turmoil::net::TcpStream;
 
 use crate::faults::Rng;
@@ -108,35 +108,15 @@ async fn attempt(
     } else {
         "READ".to_owned()
     };
-    match client.request(&line).await {
-        Ok(reply) if wire::is_error_reply(reply.as_bytes()) => {
-            // A refused request changed nothing, unless the server says it cannot know.
-            if write && reply.contains("unknown") {
-                (Outcome::Unknown, None)
-            } else {
-                (Outcome::Fail, None)
-            }
-        }
-        Ok(reply) if write => {
-            if reply == wire::ACK {
-                (Outcome::Ok, None)
-            } else {
-                (Outcome::Unknown, None)
-            }
-        }
-        Ok(reply) => match wire::parse_value_reply(&reply) {
-            Some(v) => (Outcome::Ok, Some(v)),
-            None => (Outcome::Fail, None),
-        },
-        // Timed out or disconnected: a write may still be applied, a read taught nothing.
-        Err(_) => {
-            *conn = None;
-            if write {
-                (Outcome::Unknown, None)
-            } else {
-                (Outcome::Fail, None)
-            }
-        }
+    let answer = client.request(&line).await;
+    if answer.is_err() {
+        // Timed out or disconnected: the connection's state is unknown; start afresh.
+        *conn = None;
+    }
+    match Conclusion::of(write, &answer) {
+        Conclusion::Done(read) => (Outcome::Ok, read),
+        Conclusion::NotApplied => (Outcome::Fail, None),
+        Conclusion::Unknown => (Outcome::Unknown, None),
     }
 }
 
