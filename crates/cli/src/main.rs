@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 /// A replicated data store: one primary, any number of backups, sequentially consistent.
 #[derive(Debug, Parser)]
-#[command(name = "ditto", version, about, long_about = None)]
+#[command(name = "ditto", version, long_about = None)]
 struct Cli {
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
