@@ -55,6 +55,10 @@ pub(crate) async fn run<S>(
     let mut reading = true;
     loop {
         tokio::select! {
+            // A fixed order rather than a random one: runs under a simulated network then
+            // depend on nothing but their seed. Reading cannot starve writing, because reading
+            // pauses once `max_in_flight` replies are owed.
+            biased;
             frame = reader.next(), if reading && in_flight < limits.max_in_flight => match frame {
                 Some(Ok(Frame::Line(line))) => {
                     in_flight += 1;
