@@ -36,8 +36,8 @@ pub struct CheckArgs {
     /// Clients per server; each client sticks to its server.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     clients_per_server: u16,
-    /// Most operations in total.
-    #[arg(long, default_value_t = 5_000)]
+    /// Most operations in total; the run ends at --ops or --duration, whichever comes first.
+    #[arg(long, default_value_t = 1_000_000)]
     ops: u64,
     /// Seconds the workload runs (at most).
     #[arg(long, default_value_t = 5.0, value_parser = positive_seconds)]
