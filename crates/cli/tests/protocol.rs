@@ -683,6 +683,12 @@ fn a_backup_settles_for_the_seed_protocol_when_sync_is_closed_or_unanswered() {
             primary.syncs.load(Ordering::Relaxed) >= 1,
             "backup :{b} asked for a stream"
         );
+        // A seed primary pushes nothing on JOIN; after a grace period the backup serves the
+        // seed's initial state rather than refusing reads until the first write.
+        // A primary that ignores SYNC costs three rounds of SYNC timeouts first.
+        wait_until(&format!("backup :{b} serves reads"), 3 * TIMEOUT, || {
+            request(b, "READ") == "VALUE:0"
+        });
         assert_eq!(request(b, "UPDATE:3"), "ACK");
         assert_eq!(read(b), 3);
     }

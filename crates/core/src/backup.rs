@@ -53,6 +53,9 @@ pub struct BackupConfig {
     /// A stream that carries nothing (not even the primary's heartbeats) for this long is taken
     /// for dead: the backup closes it and joins again.
     pub stream_timeout_ms: u64,
+    /// After settling for the seed protocol with a fresh `JOIN`, how long to wait for the
+    /// primary's first push before serving reads from the seed's initial state.
+    pub seed_grace_ms: u64,
 }
 
 impl BackupConfig {
@@ -67,6 +70,7 @@ impl BackupConfig {
             sync_attempts: 3,
             forward_hold_ms: 2_000,
             stream_timeout_ms: 3_000,
+            seed_grace_ms: 1_000,
         }
     }
 }
@@ -133,6 +137,11 @@ pub struct Backup {
     late_sync: Option<(ConnId, Millis)>,
     /// When the stream last carried a line.
     stream_heard: Millis,
+    /// Until when a backup that settled for the seed protocol after a fresh `JOIN` waits for a
+    /// first push before it serves its own value. A ditto primary pushes its value right after
+    /// the `JOIN`; a seed primary pushes nothing until the next write, and the seed's backups
+    /// start from 0, so past this grace so does this one.
+    seed_grace: Option<Millis>,
     /// Writes of each client that wait for an earlier `READ` of the same connection to be
     /// answered before they are forwarded: (token, value).
     deferred: BTreeMap<ConnId, VecDeque<(u64, i64)>>,
@@ -163,6 +172,7 @@ impl Backup {
             sync_failures: 0,
             late_sync: None,
             stream_heard: Millis(0),
+            seed_grace: None,
             deferred: BTreeMap::new(),
             out: VecDeque::new(),
         }
@@ -313,6 +323,7 @@ impl Backup {
                     return self.retry_join(attempt, &format!("refused JOIN ({reply})"));
                 }
                 if then_seed {
+                    self.seed_grace = Some(self.now.after(self.cfg.seed_grace_ms));
                     return self.become_seed_only("SYNC went unanswered", false);
                 }
                 let sync = self.connect_primary();
@@ -646,11 +657,24 @@ impl Machine for Backup {
                     Phase::Syncing { conn, deadline } if deadline <= now => {
                         // Silence is ambiguous: a seed primary ignoring SYNC, or a slow ditto
                         // primary. Serve as a seed backup, but keep listening for a snapshot.
-                        let give_up = now.after(self.cfg.stream_timeout_ms);
+                        let give_up = now.after(self.cfg.sync_timeout_ms);
                         self.late_sync = Some((conn, give_up));
                         self.become_seed_only("no answer to SYNC yet", false);
                     }
                     Phase::SeedOnly => {
+                        if let Some(grace) = self.seed_grace
+                            && grace <= now
+                        {
+                            self.seed_grace = None;
+                            if !self.joined {
+                                self.joined = true;
+                                self.log(
+                                    LogLevel::Info,
+                                    "no value pushed since joining; serving from the seed's initial state"
+                                        .to_owned(),
+                                );
+                            }
+                        }
                         if let Some((conn, give_up)) = self.late_sync
                             && give_up <= now
                         {
@@ -688,7 +712,11 @@ impl Machine for Backup {
             Phase::Joining { retry_at, .. } => retry_at,
             Phase::Syncing { deadline, .. } => Some(deadline),
             Phase::Streaming { .. } => Some(self.stream_heard.after(self.cfg.stream_timeout_ms)),
-            Phase::SeedOnly => self.late_sync.map(|(_, give_up)| give_up),
+            Phase::SeedOnly => {
+                let grace = self.seed_grace.filter(|_| !self.joined);
+                let late = self.late_sync.map(|(_, give_up)| give_up);
+                grace.into_iter().chain(late).min()
+            }
             _ => None,
         };
         let held = self.held.front().map(|h| h.3);
