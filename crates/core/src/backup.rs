@@ -56,6 +56,9 @@ pub struct BackupConfig {
     /// After settling for the seed protocol with a fresh `JOIN`, how long to wait for the
     /// primary's first push before serving reads from the seed's initial state.
     pub seed_grace_ms: u64,
+    /// How long a write forwarded as a seed `UPDATE` may wait for the primary's answer before
+    /// its client is told the outcome is unknown.
+    pub forward_timeout_ms: u64,
 }
 
 impl BackupConfig {
@@ -71,6 +74,7 @@ impl BackupConfig {
             forward_hold_ms: 2_000,
             stream_timeout_ms: 3_000,
             seed_grace_ms: 1_000,
+            forward_timeout_ms: 10_000,
         }
     }
 }
@@ -117,8 +121,9 @@ pub struct Backup {
     /// The persistent `PROPOSE` connection, and the (token, client) of each proposal on it, in order.
     propose_conn: Option<ConnId>,
     proposals: VecDeque<(u64, ConnId)>,
-    /// One-shot `UPDATE` forwards: connection -> (token, client, value, pushes seen when sent).
-    forwards: BTreeMap<ConnId, (u64, ConnId, i64, u64)>,
+    /// One-shot `UPDATE` forwards: connection -> (token, client, value, pushes seen when sent,
+    /// when to give up on the answer).
+    forwards: BTreeMap<ConnId, (u64, ConnId, i64, u64, Millis)>,
     /// `UPDATE` pushes applied so far, and the latest of them (number, value). A seed primary
     /// pushes a write to every backup it counts before it acknowledges the writer; so a
     /// forwarded write's acknowledgement means "this replica has it" only if its value was
@@ -380,7 +385,7 @@ impl Backup {
             }
             return;
         }
-        if let Some((token, client, v, pushes_then)) = self.forwards.remove(&conn) {
+        if let Some((token, client, v, pushes_then, _)) = self.forwards.remove(&conn) {
             self.out.push_back(Output::Close { conn });
             let pushed_since = self
                 .recent_pushes
@@ -495,7 +500,9 @@ impl Backup {
         } else if self.phase == Phase::SeedOnly {
             let conn = self.connect_primary();
             self.send(conn, format!("UPDATE:{v}"));
-            self.forwards.insert(conn, (token, client, v, self.pushes));
+            let give_up = self.now.after(self.cfg.forward_timeout_ms);
+            self.forwards
+                .insert(conn, (token, client, v, self.pushes, give_up));
         } else {
             let give_up = self.now.after(self.cfg.forward_hold_ms);
             self.held.push_back((token, client, v, give_up));
@@ -588,6 +595,35 @@ impl Backup {
         }
     }
 
+    /// Gives up on the proposals in flight: their outcome is unknown.
+    fn drop_proposals(&mut self) {
+        if let Some(conn) = self.propose_conn.take() {
+            self.out.push_back(Output::Close { conn });
+        }
+        for (token, client) in std::mem::take(&mut self.proposals) {
+            let err = wire::err_reply("lost the connection to the primary; outcome unknown");
+            self.resolve(client, token, err);
+        }
+    }
+
+    /// Gives up on seed forwards the primary has not answered in time.
+    fn expire_forwards(&mut self) {
+        let now = self.now;
+        let due: Vec<ConnId> = self
+            .forwards
+            .iter()
+            .filter(|(_, f)| f.4 <= now)
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in due {
+            if let Some((token, client, ..)) = self.forwards.remove(&conn) {
+                self.out.push_back(Output::Close { conn });
+                let err = wire::err_reply("no answer from the primary; outcome unknown");
+                self.resolve(client, token, err);
+            }
+        }
+    }
+
     fn on_closed(&mut self, conn: ConnId) {
         match self.phase {
             Phase::Joining {
@@ -612,12 +648,8 @@ impl Backup {
             _ => {}
         }
         if self.propose_conn == Some(conn) {
-            self.propose_conn = None;
-            for (token, client) in std::mem::take(&mut self.proposals) {
-                let err = wire::err_reply("lost the connection to the primary; outcome unknown");
-                self.resolve(client, token, err);
-            }
-        } else if let Some((token, client, _, _)) = self.forwards.remove(&conn) {
+            self.drop_proposals();
+        } else if let Some((token, client, _, _, _)) = self.forwards.remove(&conn) {
             let err = wire::err_reply("primary unreachable; outcome unknown");
             self.resolve(client, token, err);
         } else {
@@ -694,11 +726,14 @@ impl Machine for Backup {
                             "sent nothing on the stream for {} ms",
                             self.cfg.stream_timeout_ms
                         );
+                        // A silent primary will not answer proposals either.
+                        self.drop_proposals();
                         self.retry_join(0, &silent);
                     }
                     _ => {}
                 }
                 self.expire_held();
+                self.expire_forwards();
             }
         }
     }
@@ -720,6 +755,7 @@ impl Machine for Backup {
             _ => None,
         };
         let held = self.held.front().map(|h| h.3);
-        phase.into_iter().chain(held).min()
+        let forwards = self.forwards.values().map(|f| f.4).min();
+        phase.into_iter().chain(held).chain(forwards).min()
     }
 }

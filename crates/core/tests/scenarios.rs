@@ -380,3 +380,22 @@ fn a_hung_backup_is_dropped_and_writes_go_on() {
     });
     assert!(caught_up, "{:?}", net.logs);
 }
+
+/// A write forwarded to a primary that hangs (its connections open, nothing answered) is not
+/// waited for forever: once the stream has been silent for the stream timeout, the backup gives
+/// up on its proposals and tells the client the outcome is unknown.
+#[test]
+fn a_write_forwarded_to_a_hung_primary_ends_with_an_unknown_outcome() {
+    let mut net = cluster(&[7001]);
+    net.frozen.insert(P);
+    let c = net.client(7001);
+    net.send(c, "WRITE:5");
+    let answered = net.run_until(100, |n| !n.replies(c).is_empty());
+    assert!(answered, "{:?}", net.logs);
+    assert!(
+        net.replies(c)[0].contains("outcome unknown"),
+        "{:?}",
+        net.replies(c)
+    );
+    assert!(net.now.0 >= 3_000, "given up only after the stream timeout");
+}
