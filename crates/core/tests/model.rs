@@ -67,7 +67,7 @@
 //! The counts are pinned: a change to the core that changes the reachable state space fails the
 //! test, and the new count should be understood before it is pinned again.
 //!
-//! Bigger variants (ignored by default; about seven minutes in all in a release build): three
+//! Bigger variants (ignored by default; about eight minutes in all in a release build): three
 //! clients with up to four operations each (3,437,733 states, about 2 min), TCP loss with both
 //! backups (210,738, a few seconds), early timeouts with both backups (14,949,776, about 6 min):
 //!
