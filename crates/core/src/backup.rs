@@ -6,18 +6,27 @@
 //! asks for a ditto stream with `SYNC:port` on a fresh connection. A ditto primary answers with a
 //! `SNAPSHOT` of its current state and then streams every later entry in order over that
 //! connection, so the backup starts from the primary's state rather than 0 and applies exactly the
-//! primary's order. Any other reply means the primary speaks only the seed, and the backup then
-//! applies the `UPDATE:v` requests the primary pushes, as the seed says. A closed connection or
-//! silence for [`BackupConfig::sync_timeout_ms`] is ambiguous (a seed primary that hangs up on
-//! unknown verbs, or a network fault): the backup joins again, and only after
-//! [`BackupConfig::sync_attempts`] such failures in a row settles for the seed protocol.
+//! primary's order. A reply that is not a stream message means the primary speaks only the seed,
+//! and the backup then applies the `UPDATE:v` requests the primary pushes, as the seed says. A
+//! closed connection is ambiguous (a seed primary that hangs up on unknown verbs, or a network
+//! fault): the backup joins again, and after [`BackupConfig::sync_attempts`] such failures in a
+//! row joins once more and settles for the seed protocol. Silence for
+//! [`BackupConfig::sync_timeout_ms`] makes it act as a seed backup while still listening for a
+//! late snapshot, for as long again. Its replica is served only once it is known to be current:
+//! after a snapshot, a push, an explicit "no" to `SYNC`, or [`BackupConfig::seed_grace_ms`] after
+//! the seed-mode `JOIN` (a seed primary pushes nothing until the next write).
+//!
+//! A streaming backup answers the primary's heartbeats, and a stream silent for
+//! [`BackupConfig::stream_timeout_ms`] is taken for dead: the backup joins again.
 //!
 //! A client's `WRITE:v` is forwarded. On a stream it goes as `PROPOSE:SET v` over one persistent,
 //! pipelined connection; the primary answers `COMMITTED:epoch:seq` and the backup acknowledges the
 //! client only once its own replica has applied that entry, so a client always reads its own writes
 //! through the same backup. Under a seed-only primary the write goes as `UPDATE:v` on a connection
-//! of its own, and the seed primary's rule (it acknowledges after every backup applied the update)
-//! gives the same guarantee. A write that arrives while the backup is between primaries (joining
+//! of its own; the seed primary's rule (it pushes the update to every backup before it
+//! acknowledges) gives the same guarantee, which the backup checks: it acknowledges the client
+//! only if the value was pushed to it after the write was sent, and otherwise reports the outcome
+//! unknown. A write that arrives while the backup is between primaries (joining
 //! or syncing) waits until it knows which of the two paths is right, and fails as "not applied"
 //! after [`BackupConfig::forward_hold_ms`]: forwarding it as a plain `UPDATE` to a ditto primary
 //! that no longer streams to this backup would acknowledge it before this replica holds it.
