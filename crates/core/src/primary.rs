@@ -8,12 +8,14 @@
 //! acknowledged an entry at or after it: that is the seed's "gets acknowledgement from each backup,
 //! then replies", and it is also what makes a write acknowledged anywhere visible everywhere.
 //!
-//! Backups come in two kinds (see [`Link`]): ditto backups that asked for a `SYNC` stream get a
+//! Backups come in two kinds: ditto backups that asked for a `SYNC` stream get a
 //! snapshot and then batches of entries over one persistent connection, in order; seed-only
 //! backups get one `UPDATE:v` per write, each on a connection of its own, one at a time so they too
-//! apply writes in sequence order. A backup whose stream closes, or whose pushes keep failing for
-//! [`PrimaryConfig::seed_give_up_ms`], is dropped, so a dead backup does not block writes forever;
-//! it catches up from a snapshot when it joins again.
+//! apply writes in sequence order. An idle stream carries a heartbeat every
+//! [`PrimaryConfig::heartbeat_ms`]. A backup whose stream closes, that is not heard from for
+//! [`PrimaryConfig::backup_timeout_ms`], or whose pushes keep failing for
+//! [`PrimaryConfig::seed_give_up_ms`], is dropped, so a dead or hung backup does not block writes
+//! forever; it catches up from a snapshot when it joins again.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
