@@ -315,9 +315,6 @@ impl Backup {
             );
             self.start_join(0, true);
         } else {
-            if let Phase::Syncing { conn, .. } = self.phase {
-                self.out.push_back(Output::Close { conn });
-            }
             let why = format!("{why} (SYNC attempt {})", self.sync_failures);
             self.retry_join(self.sync_failures - 1, &why);
         }
@@ -351,17 +348,7 @@ impl Backup {
             Phase::Syncing { conn: c, .. } if c == conn => {
                 return match wire::parse_stream(line) {
                     Ok(StreamMsg::Snapshot { epoch, seq, value }) => {
-                        self.phase = Phase::Streaming { conn };
-                        self.sync_failures = 0;
-                        self.install(conn, epoch, seq, value);
-                        self.release_held();
-                        self.log(
-                            LogLevel::Info,
-                            format!(
-                                "joined primary :{} and synced at entry {seq} of epoch {epoch}",
-                                self.cfg.primary_port
-                            ),
-                        );
+                        self.start_streaming(conn, epoch, seq, value)
                     }
                     // A stream message other than a snapshot proves a ditto primary, out of turn.
                     Ok(_) => self.sync_unanswered("answered SYNC out of turn"),
@@ -372,15 +359,7 @@ impl Backup {
                 self.late_sync = None;
                 return match wire::parse_stream(line) {
                     Ok(StreamMsg::Snapshot { epoch, seq, value }) => {
-                        self.phase = Phase::Streaming { conn };
-                        self.sync_failures = 0;
-                        self.install(conn, epoch, seq, value);
-                        self.log(
-                            LogLevel::Info,
-                            format!(
-                                "late SNAPSHOT: now streaming from entry {seq} of epoch {epoch}"
-                            ),
-                        );
+                        self.start_streaming(conn, epoch, seq, value)
                     }
                     _ => self.out.push_back(Output::Close { conn }),
                 };
@@ -413,6 +392,21 @@ impl Backup {
             return;
         }
         self.on_request(conn, line);
+    }
+
+    /// The primary answered `SYNC` (in time or late) with a snapshot: `conn` is now the stream.
+    fn start_streaming(&mut self, conn: ConnId, epoch: u64, seq: Seq, value: i64) {
+        self.phase = Phase::Streaming { conn };
+        self.sync_failures = 0;
+        self.install(conn, epoch, seq, value);
+        self.release_held();
+        self.log(
+            LogLevel::Info,
+            format!(
+                "joined primary :{} and synced at entry {seq} of epoch {epoch}",
+                self.cfg.primary_port
+            ),
+        );
     }
 
     fn on_request(&mut self, conn: ConnId, line: &[u8]) {
@@ -463,8 +457,13 @@ impl Backup {
         self.next_token += 1;
         let token = self.next_token;
         self.sessions.pending(client, token);
-        let queue = self.deferred.entry(client).or_default();
-        queue.push_back((token, v));
+        if !self.deferred.contains_key(&client) && !self.sessions.has_read_before(client, token) {
+            return self.send_forward(token, client, v);
+        }
+        self.deferred
+            .entry(client)
+            .or_default()
+            .push_back((token, v));
         self.release_deferred(client);
     }
 

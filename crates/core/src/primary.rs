@@ -223,23 +223,17 @@ impl Primary {
             return self.on_link_line(port, conn, line);
         }
         let value = self.state.value();
-        match wire::parse_request(line) {
+        let reply = match wire::parse_request(line) {
             // The value is taken now, not when the reply leaves: every earlier write of this
             // connection is already applied here, and a later one must not show through.
-            Ok(Request::Read) => {
-                self.sessions
-                    .reply(conn, wire::value_reply(value), value, &mut self.out)
-            }
+            Ok(Request::Read) => wire::value_reply(value),
             Ok(Request::Write(v) | Request::Update(v)) => {
-                self.propose(conn, Op::Set(v), AckKind::Plain)
+                return self.propose(conn, Op::Set(v), AckKind::Plain);
             }
-            Ok(Request::Propose(op)) => self.propose(conn, op, AckKind::Committed),
-            Ok(Request::Join(port)) if port == self.cfg.port => self.sessions.reply(
-                conn,
-                wire::err_reply(format!("port {port} is this primary's own port")),
-                value,
-                &mut self.out,
-            ),
+            Ok(Request::Propose(op)) => return self.propose(conn, op, AckKind::Committed),
+            Ok(Request::Join(port) | Request::Sync(port)) if port == self.cfg.port => {
+                wire::err_reply(format!("port {port} is this primary's own port"))
+            }
             Ok(Request::Join(port)) => {
                 self.register(
                     port,
@@ -251,24 +245,14 @@ impl Primary {
                     },
                 );
                 self.log(LogLevel::Info, format!("backup :{port} joined"));
-                self.sessions
-                    .reply(conn, wire::ACK.to_owned(), value, &mut self.out);
+                wire::ACK.to_owned()
             }
-            Ok(Request::Sync(port)) => self.sync(port, conn),
-            Ok(Request::Status) => {
-                let status = self.status();
-                self.sessions.reply(conn, status, value, &mut self.out)
-            }
-            Ok(Request::Acked(_)) => self.sessions.reply(
-                conn,
-                wire::err_reply("ACKED is only valid on a SYNC stream"),
-                value,
-                &mut self.out,
-            ),
-            Err(e) => self
-                .sessions
-                .reply(conn, wire::err_reply(e), value, &mut self.out),
-        }
+            Ok(Request::Sync(port)) => return self.sync(port, conn),
+            Ok(Request::Status) => self.status(),
+            Ok(Request::Acked(_)) => wire::err_reply("ACKED is only valid on a SYNC stream"),
+            Err(e) => wire::err_reply(e),
+        };
+        self.sessions.reply(conn, reply, value, &mut self.out);
     }
 
     /// Assigns the next sequence number to `op`, applies it, and queues the client's reply for

@@ -329,6 +329,18 @@ fn a_join_naming_the_primary_itself_is_refused() {
         net.replies(c)
     );
     assert_eq!(net.replies(c)[1], "ACK");
+    // The same for a SYNC naming the primary: it would make this client connection a "backup".
+    let s = net.client(P);
+    net.send(s, &format!("SYNC:{P}"));
+    net.send(s, "WRITE:5");
+    net.run_in_order();
+    assert!(
+        net.replies(s)[0].starts_with("ERR:"),
+        "{:?}",
+        net.replies(s)
+    );
+    assert_eq!(net.replies(s)[1], "ACK");
+    assert_eq!(net.primary(P).backups(), vec![(7001, Some(2))]);
 }
 
 /// Found by the model checker: a backup whose stream the primary closed, with the close lost,
