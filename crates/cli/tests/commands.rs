@@ -149,6 +149,12 @@ fn bad_command_lines_fail_with_one_line() {
         vec!["primary", &busy],
         vec!["backup", &busy, &other],
         vec!["up", "--base-port", "65535", "--backups", "2"],
+        // Numbers of seconds must be positive and finite, wherever they are taken.
+        vec!["bench", "-p", &other, "-n", "1", "--timeout=-1"],
+        vec!["bench", "-p", &other, "--duration", "nan"],
+        vec!["client", &other, "--timeout", "0", "READ"],
+        vec!["check", "--duration", "inf"],
+        vec!["check", "--op-timeout=-2"],
     ];
     for args in cases {
         let out = ditto(&args);

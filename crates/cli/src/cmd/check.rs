@@ -40,13 +40,13 @@ pub struct CheckArgs {
     #[arg(long, default_value_t = 1_000_000)]
     ops: u64,
     /// Seconds the workload runs (at most).
-    #[arg(long, default_value_t = 5.0, value_parser = positive_seconds)]
+    #[arg(long, default_value_t = 5.0, value_parser = super::seconds)]
     duration: f64,
     /// Fraction of operations that are writes.
-    #[arg(long, default_value_t = 0.5, value_parser = super::bench::ratio)]
+    #[arg(long, default_value_t = 0.5, value_parser = super::ratio)]
     writes: f64,
     /// Seconds a client waits for a reply before recording the outcome as unknown.
-    #[arg(long, default_value_t = 1.0, value_parser = positive_seconds)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::seconds)]
     op_timeout: f64,
     /// Seed of the workload's and the nemesis's random choices.
     #[arg(long, default_value_t = 1)]
@@ -56,10 +56,10 @@ pub struct CheckArgs {
     #[arg(long, value_delimiter = ',')]
     nemesis: Vec<FaultKind>,
     /// Mean seconds between faults.
-    #[arg(long, default_value_t = 1.0, value_parser = positive_seconds)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::seconds)]
     nemesis_interval: f64,
     /// Mean seconds a fault lasts.
-    #[arg(long, default_value_t = 0.8, value_parser = positive_seconds)]
+    #[arg(long, default_value_t = 0.8, value_parser = super::seconds)]
     fault_duration: f64,
     /// Directory for history.jsonl and timeline.html.
     #[arg(long, default_value = "ditto-check-report")]
@@ -67,15 +67,6 @@ pub struct CheckArgs {
     /// Log level of the servers ditto check starts (their logs go to stderr).
     #[arg(long, default_value = "error")]
     server_log_level: String,
-}
-
-fn positive_seconds(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(t) if t > 0.0 && t <= 3600.0 => Ok(t),
-        _ => Err(format!(
-            "'{s}' is not a number of seconds between 0 and 3600"
-        )),
-    }
 }
 
 /// Free loopback ports, found by binding port 0. Another process could take one before the

@@ -18,17 +18,8 @@ pub struct ClientArgs {
     /// are read from the prompt, or line by line from standard input when it is not a terminal.
     command: Vec<String>,
     /// Seconds to wait for a connection and for each reply.
-    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+    #[arg(long, default_value_t = 10.0, value_parser = super::seconds)]
     timeout: f64,
-}
-
-fn seconds(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(t) if t > 0.0 && t.is_finite() && t <= 86_400.0 => Ok(t),
-        _ => Err(format!(
-            "'{s}' is not a number of seconds between 0 and 86400"
-        )),
-    }
 }
 
 pub const HELP: &str = "\
