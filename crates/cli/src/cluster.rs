@@ -72,12 +72,16 @@ pub async fn status(port: u16) -> Option<String> {
     client.request("STATUS").await.ok()
 }
 
+/// The value of `key` in a `STATUS` line (`key=value` fields separated by blanks).
+pub fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+    status
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix(key)?.strip_prefix('='))
+}
+
 /// Whether a primary's `STATUS` line shows every port of `backups` synced on a stream.
 pub fn backups_synced(status: &str, backups: &[u16]) -> bool {
-    let Some(list) = status
-        .split_whitespace()
-        .find_map(|field| field.strip_prefix("backups="))
-    else {
+    let Some(list) = status_field(status, "backups") else {
         return backups.is_empty();
     };
     backups.iter().all(|port| {
@@ -253,5 +257,8 @@ mod tests {
         assert!(!backups_synced(s, &[7002]));
         assert!(!backups_synced(s, &[7001, 7003]));
         assert!(backups_synced("STATUS:role=primary backups=", &[]));
+        assert_eq!(status_field(s, "port"), Some("7000"));
+        assert_eq!(status_field(s, "value"), Some("0"));
+        assert_eq!(status_field(s, "val"), None);
     }
 }

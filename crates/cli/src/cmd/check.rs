@@ -201,11 +201,7 @@ async fn converge(cluster: &mut LocalCluster) -> Result<String, String> {
     if let Err(e) = cluster.await_synced().await {
         return Err(format!("backups did not rejoin: {e}"));
     }
-    let field = |status: &str, key: &str| -> Option<String> {
-        status
-            .split_whitespace()
-            .find_map(|f| f.strip_prefix(&format!("{key}=")).map(str::to_owned))
-    };
+    let field = |status: &str, key: &str| cluster::status_field(status, key).map(str::to_owned);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let p = cluster::status(cluster.primary).await.unwrap_or_default();
