@@ -14,14 +14,18 @@
 //! ([`wire`]), the replicated state machine ([`op`]) and the per-connection reply ordering
 //! ([`session`]).
 
+pub mod addr;
 pub mod backup;
 pub mod event;
 pub mod op;
 pub mod primary;
+pub mod replica;
 pub mod session;
 pub mod wire;
 
+pub use addr::Addr;
 pub use backup::{Backup, BackupConfig};
 pub use event::{ConnId, Input, LogLevel, Machine, Millis, Output};
 pub use op::{Op, Register, Seq};
 pub use primary::{Primary, PrimaryConfig};
+pub use replica::{Effect, JoinAnswer, Replica, ReplicaConfig, Status, Timeouts, WriteOutcome};

@@ -5,11 +5,13 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// Position of an entry in the primary's log. Entry 1 is the first write; 0 is the initial state.
 pub type Seq = u64;
 
 /// One operation on the replicated state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Op {
     /// Replace the value: the seed's `WRITE:v` / `UPDATE:v`.
     Set(i64),
@@ -35,7 +37,9 @@ impl fmt::Display for Op {
 }
 
 /// The state every replica holds: one integer, initially 0.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Register {
     value: i64,
 }

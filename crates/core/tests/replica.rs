@@ -1,0 +1,433 @@
+//! Scenario tests of the view-based replica over an in-memory network: replicas exchange typed
+//! messages in order per pair, the test crashes, restarts and cuts them off, and time moves in
+//! 5 ms steps. Each test names the rule of `docs/replication.md` it shows.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use ditto_core::replica::log::Tag;
+use ditto_core::replica::msg::Msg;
+use ditto_core::{
+    Addr, Effect, JoinAnswer, Millis, Op, Replica, ReplicaConfig, Status, WriteOutcome,
+};
+
+const STEP: u64 = 5;
+
+struct Cluster {
+    nodes: BTreeMap<Addr, Option<Replica>>,
+    contact: BTreeMap<Addr, Option<Addr>>,
+    queue: VecDeque<(Addr, Addr, Msg)>,
+    /// Pairs that cannot reach each other (both directions).
+    cut: BTreeSet<(Addr, Addr)>,
+    now: Millis,
+    done: BTreeMap<u64, WriteOutcome>,
+    log: Vec<String>,
+    next_token: u64,
+}
+
+fn addr(port: u16) -> Addr {
+    Addr::local(port)
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        Cluster {
+            nodes: BTreeMap::new(),
+            contact: BTreeMap::new(),
+            queue: VecDeque::new(),
+            cut: BTreeSet::new(),
+            now: Millis(0),
+            done: BTreeMap::new(),
+            log: Vec::new(),
+            next_token: 0,
+        }
+    }
+
+    /// Starts a replica on `port` (a primary when `contact` is `None`).
+    fn start(&mut self, port: u16, contact: Option<u16>) {
+        let a = addr(port);
+        let contact = contact.map(addr);
+        let cfg = ReplicaConfig::new(a.clone(), contact.clone(), 0x6000 + port as u64);
+        self.nodes
+            .insert(a.clone(), Some(Replica::new(cfg, self.now)));
+        self.contact.insert(a, contact);
+    }
+
+    fn crash(&mut self, port: u16) {
+        self.nodes.insert(addr(port), None);
+    }
+
+    fn restart(&mut self, port: u16) {
+        let contact = self.contact[&addr(port)].clone();
+        self.start(port, contact.map(|c| c.port()));
+    }
+
+    fn isolate(&mut self, port: u16) {
+        let all: Vec<Addr> = self.nodes.keys().cloned().collect();
+        for other in all {
+            if other != addr(port) {
+                self.cut.insert((addr(port), other.clone()));
+                self.cut.insert((other, addr(port)));
+            }
+        }
+    }
+
+    fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    fn node(&self, port: u16) -> &Replica {
+        self.nodes[&addr(port)].as_ref().expect("node is up")
+    }
+
+    fn node_mut(&mut self, port: u16) -> &mut Replica {
+        self.nodes
+            .get_mut(&addr(port))
+            .unwrap()
+            .as_mut()
+            .expect("node is up")
+    }
+
+    fn drain(&mut self, at: &Addr) {
+        loop {
+            let Some(Some(r)) = self.nodes.get_mut(at) else {
+                return;
+            };
+            let Some(effect) = r.poll() else { return };
+            match effect {
+                Effect::Send { to, msg } => self.queue.push_back((at.clone(), to, msg)),
+                Effect::Join { to } => {
+                    let answer = match self.nodes.get(&to) {
+                        Some(Some(r))
+                            if !self.cut.contains(&(at.clone(), to.clone()))
+                                && r.group() != 0
+                                && matches!(r.status(), Status::Normal | Status::ViewChange) =>
+                        {
+                            JoinAnswer::Ditto {
+                                group: r.group(),
+                                view: r.view(),
+                                primary: r.primary().cloned(),
+                            }
+                        }
+                        _ => JoinAnswer::Failed("no answer".into()),
+                    };
+                    let r = self.nodes.get_mut(at).unwrap().as_mut().unwrap();
+                    r.on_join_answer(&to, answer);
+                }
+                Effect::WriteDone { token, outcome } => {
+                    self.done.insert(token, outcome);
+                }
+                Effect::Log { message, .. } => self.log.push(format!("{at}: {message}")),
+            }
+        }
+    }
+
+    /// Delivers every queued message, then lets `ms` of time pass in steps.
+    fn run(&mut self, ms: u64) {
+        let end = self.now.0 + ms;
+        loop {
+            let addrs: Vec<Addr> = self.nodes.keys().cloned().collect();
+            for a in &addrs {
+                self.drain(a);
+            }
+            while let Some((from, to, msg)) = self.queue.pop_front() {
+                if self.cut.contains(&(from.clone(), to.clone())) {
+                    continue;
+                }
+                if let Some(Some(r)) = self.nodes.get_mut(&to) {
+                    let _ = r.on_msg(self.now, from, msg);
+                    self.drain(&to);
+                }
+            }
+            if self.now.0 >= end {
+                break;
+            }
+            self.now = Millis(self.now.0 + STEP);
+            for a in &addrs {
+                if let Some(Some(r)) = self.nodes.get_mut(a)
+                    && r.next_timeout().is_some_and(|t| t <= self.now)
+                {
+                    r.tick(self.now);
+                }
+            }
+        }
+    }
+
+    /// Runs until `cond` holds, at most `ms`; returns the time it took.
+    fn run_until(&mut self, ms: u64, cond: impl Fn(&Cluster) -> bool) -> Option<u64> {
+        let start = self.now.0;
+        while self.now.0 - start <= ms {
+            if cond(self) {
+                return Some(self.now.0 - start);
+            }
+            self.run(STEP);
+        }
+        None
+    }
+
+    fn write(&mut self, port: u16, v: i64, tag: Option<Tag>) -> u64 {
+        self.next_token += 1;
+        let token = self.next_token;
+        let now = self.now;
+        let r = self.node_mut(port);
+        r.tick(now);
+        r.propose(token, Op::Set(v), tag);
+        token
+    }
+
+    /// Writes at `port` and waits for the outcome.
+    fn write_and_wait(&mut self, port: u16, v: i64, ms: u64) -> Option<WriteOutcome> {
+        let token = self.write(port, v, None);
+        self.run_until(ms, |c| c.done.contains_key(&token))?;
+        self.done.get(&token).cloned()
+    }
+
+    fn primaries(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter_map(|(a, r)| r.as_ref().filter(|r| r.is_primary()).map(|_| a.port()))
+            .collect()
+    }
+
+    fn dump(&self) -> String {
+        let mut s = String::new();
+        for (a, r) in &self.nodes {
+            match r {
+                Some(r) => s.push_str(&format!(
+                    "{a}: {:?} view={} primary={:?} commit={} last={:?} value={} active={:?}\n",
+                    r.status(),
+                    r.view(),
+                    r.primary().map(|p| p.port()),
+                    r.commit(),
+                    r.last(),
+                    r.value(),
+                    r.config()
+                        .active()
+                        .map(|(_, m)| m.addr.port())
+                        .collect::<Vec<_>>()
+                )),
+                None => s.push_str(&format!("{a}: down\n")),
+            }
+        }
+        s.push_str(&self.log.join("\n"));
+        s
+    }
+}
+
+/// A primary on 7000 and backups on 7001 and 7002, all in the active set.
+fn three() -> Cluster {
+    let mut c = Cluster::new();
+    c.start(7000, None);
+    c.start(7001, Some(7000));
+    c.start(7002, Some(7000));
+    let formed = c.run_until(5_000, |c| {
+        c.node(7000).is_primary()
+            && c.node(7000).config().active().count() == 3
+            && c.node(7000).commit() == c.node(7000).last().index
+    });
+    assert!(formed.is_some(), "the group did not form:\n{}", c.dump());
+    c
+}
+
+#[test]
+fn a_group_forms_and_every_replica_applies_each_write() {
+    let mut c = three();
+    assert_eq!(c.write_and_wait(7000, 5, 1_000), Some(WriteOutcome::Done));
+    assert_eq!(
+        c.write_and_wait(7001, 6, 1_000),
+        Some(WriteOutcome::Done),
+        "forwarded"
+    );
+    c.run(300);
+    for port in [7000, 7001, 7002] {
+        assert_eq!(c.node(port).value(), 6, "{}", c.dump());
+        assert_eq!(c.node(port).read(), Ok(6));
+    }
+    assert!(
+        c.log.iter().any(|l| l.contains("founding group")),
+        "founding a group is announced"
+    );
+}
+
+#[test]
+fn backup_loss_stops_holding_writes_within_two_seconds() {
+    let mut c = three();
+    c.crash(7002);
+    let token = c.write(7000, 9, None);
+    let took = c.run_until(3_000, |c| c.done.contains_key(&token));
+    let took = took.expect("the write never completed");
+    assert!(
+        took <= 2_000,
+        "writes resumed after {took} ms:\n{}",
+        c.dump()
+    );
+    assert_eq!(c.done[&token], WriteOutcome::Done);
+    assert!(
+        !c.node(7000)
+            .config()
+            .active()
+            .any(|(_, m)| m.addr.port() == 7002)
+    );
+    assert_eq!(c.node(7001).value(), 9);
+}
+
+#[test]
+fn primary_loss_installs_a_new_primary_holding_every_acknowledged_write() {
+    let mut c = three();
+    for v in 1..=20 {
+        assert_eq!(
+            c.write_and_wait(7000 + (v as u16 % 3), v, 1_000),
+            Some(WriteOutcome::Done)
+        );
+    }
+    c.crash(7000);
+    let took = c.run_until(3_000, |c| !c.primaries().is_empty());
+    let took = took.unwrap_or_else(|| panic!("no new primary:\n{}", c.dump()));
+    assert!(took <= 3_000);
+    let p = c.primaries()[0];
+    assert_ne!(p, 7000);
+    assert_eq!(c.node(p).value(), 20, "{}", c.dump());
+    // A write sent to the other live server is forwarded to the new primary.
+    let other = if p == 7001 { 7002 } else { 7001 };
+    assert_eq!(
+        c.write_and_wait(other, 21, 3_000),
+        Some(WriteOutcome::Done),
+        "{}",
+        c.dump()
+    );
+    c.run(300);
+    assert_eq!(c.node(p).value(), 21);
+    assert_eq!(c.node(other).value(), 21);
+}
+
+#[test]
+fn an_isolated_primary_acknowledges_nothing_and_rejoins_as_a_backup() {
+    let mut c = three();
+    assert_eq!(c.write_and_wait(7000, 1, 1_000), Some(WriteOutcome::Done));
+    c.isolate(7000);
+    let lost = c.write(7000, 2, None);
+    c.run(3_000);
+    assert_ne!(
+        c.done.get(&lost),
+        Some(&WriteOutcome::Done),
+        "a primary cut off from its majority acknowledged a write:\n{}",
+        c.dump()
+    );
+    assert!(c.node(7000).read().is_err(), "its lease has lapsed");
+    let primaries = c.primaries();
+    assert_eq!(primaries.len(), 1, "exactly one primary:\n{}", c.dump());
+    let p = primaries[0];
+    assert_ne!(p, 7000);
+    assert_eq!(c.write_and_wait(p, 3, 1_000), Some(WriteOutcome::Done));
+    c.heal();
+    let back = c.run_until(3_000, |c| {
+        c.node(7000).status() == Status::Normal
+            && !c.node(7000).is_primary()
+            && c.node(7000).value() == 3
+    });
+    assert!(
+        back.is_some(),
+        "the old primary did not rejoin:\n{}",
+        c.dump()
+    );
+    assert_eq!(c.primaries(), vec![p]);
+}
+
+#[test]
+fn a_restarted_member_recovers_from_the_group_and_never_rolls_it_back() {
+    let mut c = three();
+    assert_eq!(c.write_and_wait(7000, 4, 1_000), Some(WriteOutcome::Done));
+    c.crash(7001);
+    c.run(200);
+    c.restart(7001);
+    let ok = c.run_until(3_000, |c| {
+        c.node(7001).status() == Status::Normal && c.node(7001).value() == 4
+    });
+    assert!(ok.is_some(), "{}", c.dump());
+    assert_eq!(c.node(7000).value(), 4);
+    // The restarted primary does not found a group of its own: the group claims it.
+    c.crash(7000);
+    c.run_until(3_000, |c| !c.primaries().is_empty())
+        .expect("failover");
+    c.restart(7000);
+    let rejoined = c.run_until(3_000, |c| {
+        c.node(7000).status() == Status::Normal && !c.node(7000).is_primary()
+    });
+    assert!(rejoined.is_some(), "{}", c.dump());
+    assert_eq!(c.node(7000).value(), 4);
+    assert_eq!(c.primaries().len(), 1);
+}
+
+#[test]
+fn two_members_do_not_fail_over_but_hand_over_on_request() {
+    let mut c = Cluster::new();
+    c.start(7000, None);
+    c.start(7001, Some(7000));
+    c.run_until(5_000, |c| c.node(7000).config().active().count() == 2)
+        .expect("formed");
+    assert_eq!(c.write_and_wait(7001, 8, 1_000), Some(WriteOutcome::Done));
+    let to = c
+        .node_mut(7000)
+        .failover(None)
+        .expect("a switchover starts");
+    assert_eq!(to, addr(7001));
+    c.run_until(2_000, |c| c.node(7001).is_primary())
+        .expect("handed over");
+    assert_eq!(c.node(7001).value(), 8);
+    assert_eq!(c.write_and_wait(7000, 9, 1_000), Some(WriteOutcome::Done));
+    // Now the primary dies: with two members, nobody takes over on their own.
+    c.crash(7001);
+    c.run(4_000);
+    assert!(c.primaries().is_empty());
+    assert!(
+        c.log.iter().any(|l| l.contains("no automatic failover")),
+        "{}",
+        c.dump()
+    );
+}
+
+#[test]
+fn a_retried_write_is_applied_once_across_a_failover() {
+    let mut c = three();
+    let tag = Some(Tag {
+        client: 42,
+        number: 1,
+    });
+    let first = c.write(7000, 10, tag);
+    c.run_until(1_000, |c| c.done.contains_key(&first)).unwrap();
+    assert_eq!(c.write_and_wait(7001, 11, 1_000), Some(WriteOutcome::Done));
+    c.crash(7000);
+    c.run_until(3_000, |c| !c.primaries().is_empty()).unwrap();
+    let p = c.primaries()[0];
+    let retry = c.write(p, 10, tag);
+    c.run_until(1_000, |c| c.done.contains_key(&retry)).unwrap();
+    assert_eq!(c.done[&retry], WriteOutcome::Done);
+    assert_eq!(c.node(p).value(), 11, "the retry was not applied again");
+}
+
+#[test]
+fn messages_of_an_older_view_or_from_strangers_are_refused() {
+    let mut c = three();
+    let view = c.node(7001).view();
+    let now = c.now;
+    let stale = Msg::Entries {
+        view: view - 1,
+        first: 1,
+        entries: vec![],
+        commit: 0,
+        lease: true,
+        sent: now,
+    };
+    let r = c.node_mut(7001).on_msg(now, addr(7000), stale);
+    assert!(r.unwrap_err().contains("stale view"));
+    let stranger = Msg::Entries {
+        view,
+        first: 1,
+        entries: vec![],
+        commit: 0,
+        lease: true,
+        sent: now,
+    };
+    let r = c.node_mut(7001).on_msg(now, addr(9999), stranger);
+    assert!(r.unwrap_err().contains("not a member"));
+    assert_eq!(c.node(7001).primary(), Some(&addr(7000)));
+}
