@@ -491,7 +491,9 @@ impl Replica {
         if self.timers.fire(Timer::Heartbeat, now) && self.is_primary() {
             self.heartbeat();
         }
-        if self.timers.fire(Timer::Probe, now) && self.is_primary() {
+        if self.timers.fire(Timer::Probe, now)
+            && matches!(self.status, Status::Normal | Status::ViewChange)
+        {
             self.probe();
         }
         if self.timers.fire(Timer::Election, now) {
@@ -734,7 +736,7 @@ impl Replica {
                 primary,
                 config,
             } => self.on_recover_reply(from, nonce, view, primary, config),
-            Msg::Probe { view } => self.on_probe(from, view),
+            Msg::Probe { view, primary } => self.on_probe(from, view, primary),
             Msg::Sync { .. } => return self.on_sync(from),
             Msg::Snapshot {
                 view,
@@ -810,7 +812,7 @@ impl Replica {
         self.links.clear();
         self.handover = None;
         self.timers.clear(Timer::Heartbeat);
-        self.timers.clear(Timer::Probe);
+        self.timers.set_earliest(Timer::Probe, self.now);
         if view > self.view {
             self.view = view;
             self.voted_for = None;
@@ -845,19 +847,21 @@ impl Replica {
         );
     }
 
-    fn on_probe(&mut self, from: Addr, view: View) {
+    fn on_probe(&mut self, from: Addr, view: View, primary: bool) {
         match self.status {
             Status::Discovering | Status::Joining => {
                 self.timers.clear(Timer::Discovery);
                 self.log(
                     LogLevel::Info,
                     format!(
-                        "the primary {from} of view {view} counts this node as a member; recovering"
+                        "{from} (view {view}) counts this node as a member of its group; recovering"
                     ),
                 );
                 self.start_recovery(from);
             }
-            Status::Normal | Status::ViewChange if !self.is_primary() && !self.synced => {
+            Status::Normal | Status::ViewChange
+                if primary && !self.is_primary() && !self.synced =>
+            {
                 self.send(from, Msg::Sync { view });
             }
             _ => {}
@@ -937,6 +941,8 @@ impl Replica {
         self.heard_primary = self.now;
         self.lease_until = self.now.after(self.cfg.timeouts.backup_lease);
         self.arm_election();
+        let at = self.now.after(self.cfg.timeouts.probe);
+        self.timers.set_earliest(Timer::Probe, at);
         if first_time {
             self.log(
                 LogLevel::Info,
@@ -1243,12 +1249,19 @@ impl Replica {
                 },
             );
         }
+        // Try again if this round does not gather a quorum: a backup still in `Normal` retries
+        // on its election timer, a replica between views on its view-change timer.
         let rank = self.rank().unwrap_or(0) as u64;
         let t = &self.cfg.timeouts;
         let at = self
             .now
             .after(t.election_timeout + rank * t.election_stagger);
-        self.timers.set(Timer::ViewChange, at);
+        let retry = if self.status == Status::Normal {
+            Timer::Election
+        } else {
+            Timer::ViewChange
+        };
+        self.timers.set(retry, at);
         if self.pre_votes.len() >= self.log.config().quorum() {
             self.campaign();
         }
@@ -1631,19 +1644,41 @@ impl Replica {
         self.advance_commit();
     }
 
-    /// Contacts every member this primary has not heard from lately: a member that restarted
-    /// has forgotten its group and waits to be claimed (see `Status::Discovering`).
+    /// Contacts the members that may have restarted and forgotten their group, which wait to
+    /// be claimed (see `Status::Discovering`): a primary probes the members it has not heard
+    /// from lately, a backup its silent primary, a replica between views every voter.
     fn probe(&mut self) {
         let config = self.log.config().clone();
         let quiet = self.cfg.timeouts.backup_suspect;
-        for (_, m) in config.voters() {
-            let silent = self
-                .links
-                .get(&m.addr)
-                .is_none_or(|l| self.now.0.saturating_sub(l.heard.0) >= quiet);
-            if m.addr != self.cfg.addr && silent {
-                self.send(m.addr.clone(), Msg::Probe { view: self.view });
-            }
+        let now = self.now;
+        let targets: Vec<Addr> = if self.is_primary() {
+            config
+                .voters()
+                .map(|(_, m)| m.addr.clone())
+                .filter(|a| {
+                    self.links
+                        .get(a)
+                        .is_none_or(|l| now.0.saturating_sub(l.heard.0) >= quiet)
+                })
+                .collect()
+        } else if self.status == Status::Normal {
+            self.primary
+                .clone()
+                .filter(|_| now.0.saturating_sub(self.heard_primary.0) >= quiet)
+                .into_iter()
+                .collect()
+        } else {
+            config.voters().map(|(_, m)| m.addr.clone()).collect()
+        };
+        let (primary, me) = (self.is_primary(), self.cfg.addr.clone());
+        for to in targets.into_iter().filter(|a| *a != me) {
+            self.send(
+                to,
+                Msg::Probe {
+                    view: self.view,
+                    primary,
+                },
+            );
         }
         let at = self.now.after(self.cfg.timeouts.probe);
         self.timers.set(Timer::Probe, at);

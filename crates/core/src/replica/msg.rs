@@ -90,8 +90,9 @@ pub enum Msg {
         primary: Option<Addr>,
         config: Config,
     },
-    /// Primary to a member it has no stream to: I am the primary of `view`; sync with me.
-    Probe { view: View },
+    /// To a member not heard from lately: this group is in `view` (and the sender is its
+    /// primary, with `primary`). A restarted member learns here that it has a group.
+    Probe { view: View, primary: bool },
     /// Primary to its backups, on a switchover: `to` takes over in `view + 1`.
     Handover { view: View, to: Addr },
 }
@@ -112,7 +113,7 @@ impl Msg {
             | Msg::Vote {
                 view, pre: false, ..
             }
-            | Msg::Probe { view }
+            | Msg::Probe { view, .. }
             | Msg::Handover { view, .. } => Some(*view),
             Msg::Recover { .. }
             | Msg::RecoverReply { .. }
