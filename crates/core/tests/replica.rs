@@ -46,7 +46,14 @@ impl Cluster {
     fn start(&mut self, port: u16, contact: Option<u16>) {
         let a = addr(port);
         let contact = contact.map(addr);
-        let cfg = ReplicaConfig::new(a.clone(), contact.clone(), 0x6000 + port as u64);
+        // Each start draws its own group id, as the shell does, so a group founded by mistake
+        // is never mistaken for the group.
+        self.next_token += 1;
+        let cfg = ReplicaConfig::new(
+            a.clone(),
+            contact.clone(),
+            (port as u64) << 32 | self.next_token,
+        );
         self.nodes
             .insert(a.clone(), Some(Replica::new(cfg, self.now)));
         self.contact.insert(a, contact);
@@ -56,7 +63,10 @@ impl Cluster {
         self.nodes.insert(addr(port), None);
     }
 
+    /// Starts a crashed replica again, reconnected.
     fn restart(&mut self, port: u16) {
+        self.cut
+            .retain(|(a, b)| a.port() != port && b.port() != port);
         let contact = self.contact[&addr(port)].clone();
         self.start(port, contact.map(|c| c.port()));
     }
@@ -131,6 +141,17 @@ impl Cluster {
             }
             while let Some((from, to, msg)) = self.queue.pop_front() {
                 if self.cut.contains(&(from.clone(), to.clone())) {
+                    continue;
+                }
+                // The node's hello check: replicas of two different groups do not talk.
+                let group = |a: &Addr| {
+                    self.nodes
+                        .get(a)
+                        .and_then(|r| r.as_ref())
+                        .map_or(0, |r| r.group())
+                };
+                let (gf, gt) = (group(&from), group(&to));
+                if gf != 0 && gt != 0 && gf != gt {
                     continue;
                 }
                 if let Some(Some(r)) = self.nodes.get_mut(&to) {
