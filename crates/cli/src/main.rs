@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 /// A replicated data store: one primary, any number of backups, sequentially consistent.
 #[derive(Debug, Parser)]
-#[command(name = "ditto", version, long_about = None)]
+#[command(name = "ditto", version, long_about = None, disable_help_subcommand = true)]
 struct Cli {
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
@@ -44,35 +44,31 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Run a workload (with faults, if asked), record its history and check its consistency.
     Check(cmd::check::CheckArgs),
+    /// Print this message or the help of the given subcommand(s).
+    Help(HelpArgs),
+}
+
+/// `ditto help [COMMAND]...`, our own rather than clap's, which refuses `ditto help --help`:
+/// here `-h` and `--help` change nothing, so `ditto help --help` is `ditto --help` and
+/// `ditto help backup --help` is `ditto backup --help`.
+#[derive(Debug, clap::Args)]
+#[command(disable_help_flag = true)]
+struct HelpArgs {
+    /// The subcommand to describe, e.g. `backup`.
+    command: Vec<String>,
+    #[arg(short, long, hide = true)]
+    help: bool,
 }
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
-            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                let _ = e.print();
-                return ExitCode::from(2);
-            }
-            // One line, not clap's usage block: scripts and people both read the first line.
-            // The message proper runs up to the first blank line (a missing argument's name is
-            // on the line after "not provided:"); the usage that follows is left out.
-            let text = e.to_string();
-            let message: Vec<&str> = text
-                .lines()
-                .map(str::trim)
-                .skip_while(|l| l.is_empty())
-                .take_while(|l| !l.is_empty())
-                .collect();
-            eprintln!("{} (see `ditto --help`)", message.join(" "));
-            return ExitCode::from(2);
-        }
+        Err(e) => return parse_error(e),
     };
+    if let Command::Help(args) = &cli.command {
+        return print_help(args);
+    }
+
     logging::init(&cli.log_level);
     raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -94,6 +90,7 @@ fn main() -> ExitCode {
             Command::Up(args) => cmd::up::run(args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::Check(args) => cmd::check::run(args).await,
+            Command::Help(_) => unreachable!("help is printed before the runtime starts"),
         }
     });
     // The prompt may leave a thread blocked on the terminal; do not wait for it.
@@ -104,6 +101,46 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// What a command line clap did not run comes to: help or the version printed, or a one-line
+/// error.
+fn parse_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = e.print();
+        return ExitCode::from(2);
+    }
+    // One line, not clap's usage block: scripts and people both read the first line.
+    // The message proper runs up to the first blank line (a missing argument's name is
+    // on the line after "not provided:"); the usage that follows is left out.
+    let text = e.to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    eprintln!("{} (see `ditto --help`)", message.join(" "));
+    ExitCode::from(2)
+}
+
+/// `ditto help A B` prints what `ditto A B --help` prints, by parsing exactly that: the same
+/// text, and the same one-line error for a subcommand that does not exist.
+fn print_help(args: &HelpArgs) -> ExitCode {
+    let names = args.command.iter().skip_while(|name| *name == "help");
+    let argv = std::iter::once("ditto")
+        .chain(names.map(String::as_str))
+        .chain(std::iter::once("--help"));
+    match Cli::try_parse_from(argv) {
+        Err(e) => parse_error(e),
+        // Only `help` itself parses with `--help` attached, and those were skipped above.
+        Ok(_) => parse_error(Cli::try_parse_from(["ditto", "--help"]).unwrap_err()),
     }
 }
 

@@ -234,6 +234,34 @@ fn help_succeeds_for_every_subcommand() {
     );
 }
 
+#[test]
+fn help_subcommand_prints_what_help_flags_print() {
+    let top = ditto(&["--help"]);
+    assert!(top.success(), "{top:?}");
+    for args in [
+        vec!["help"],
+        vec!["help", "--help"],
+        vec!["help", "-h"],
+        vec!["help", "help"],
+    ] {
+        let out = ditto(&args);
+        assert!(out.success(), "ditto {}: {out:?}", args.join(" "));
+        assert_eq!(out.stdout, top.stdout, "ditto {}", args.join(" "));
+        assert!(out.stderr.is_empty(), "ditto {}: {out:?}", args.join(" "));
+    }
+    for sub in subcommands() {
+        let direct = ditto(&[&sub, "--help"]);
+        for args in [vec!["help", &sub], vec!["help", &sub, "--help"]] {
+            let out = ditto(&args);
+            assert!(out.success(), "ditto {}: {out:?}", args.join(" "));
+            assert_eq!(out.stdout, direct.stdout, "ditto {}", args.join(" "));
+        }
+    }
+    let out = ditto(&["help", "frob"]);
+    assert_one_line_error(&out, "ditto help frob");
+    assert!(out.stderr.contains("frob"), "{out:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // ditto up
 // ---------------------------------------------------------------------------------------------
