@@ -123,6 +123,25 @@ fn piped_client_answers_each_line_in_order() {
     assert_eq!(lines.len(), help_end + 3, "{}", out.stdout);
 }
 
+#[test]
+fn prompt_help_does_not_offer_join() {
+    let primary = Server::primary(free_port());
+    let p = primary.port.to_string();
+    let out = run(&["client", &p], b"help\njoin 7003\nwrite 1\n", TIMEOUT);
+    assert!(
+        !out.stdout.to_ascii_uppercase().contains("JOIN"),
+        "the help offers JOIN:\n{}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("for backups"), "{out:?}");
+    assert!(out.stdout.lines().any(|l| l == "ACK"), "{out:?}");
+    assert_eq!(
+        backup_links(&primary.status()),
+        [],
+        "`join` registered a backup"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Argument errors and help
 // ---------------------------------------------------------------------------------------------

@@ -30,7 +30,13 @@ Commands (a friendly form, or the raw protocol line):
   connect <port>                  talk to the server on another port
   help                            this text
   quit, exit, Ctrl-D              leave
-Any other line is sent unchanged (e.g. UPDATE:5, JOIN:7003).";
+Any other line is sent unchanged.";
+
+/// What `join` answers instead of sending a `JOIN`: a primary waits for every backup that joined
+/// before it acknowledges a write, so a `JOIN` naming a port where no backup listens stalls
+/// writes until the primary gives that backup up. It is a message between servers.
+const JOIN_REFUSED: &str = "JOIN is for backups: the primary would wait for a backup on that \
+port on every write, so writes would stall";
 
 /// What a typed line asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -62,7 +68,7 @@ pub fn interpret(line: &str) -> Result<Typed, String> {
         ("status", true) => Ok(Typed::Send("STATUS".into())),
         ("write", false) => one_arg("WRITE"),
         ("update", false) => one_arg("UPDATE"),
-        ("join", false) => one_arg("JOIN"),
+        ("join", _) => Err(JOIN_REFUSED.into()),
         ("connect", _) => match rest.as_slice() {
             [p] => super::port(p).map(Typed::Connect),
             _ => Err("usage: connect <port>".into()),
@@ -239,5 +245,6 @@ mod tests {
         assert!(interpret("connect").is_err());
         assert!(interpret("connect 0").is_err());
         assert!(interpret("connect x").is_err());
+        assert!(interpret("join 7003").is_err_and(|e| e.contains("for backups")));
     }
 }
