@@ -83,6 +83,28 @@ fn one_shot_client_gives_up_on_a_silent_server() {
 }
 
 #[test]
+fn client_waits_out_the_longest_wait_of_a_server() {
+    // A backup may take 10 s to answer a write it forwarded as a seed UPDATE; the client's
+    // default must outlast that, or it reports a failure for a write that then commits.
+    let (listener, port) = listen();
+    let server = std::thread::spawn(move || {
+        let mut conn = accept(&listener);
+        let request = conn.recv();
+        std::thread::sleep(Duration::from_secs(11));
+        conn.send("ACK");
+        request
+    });
+    let out = run(
+        &["client", &port.to_string(), "WRITE:5"],
+        b"",
+        Duration::from_secs(30),
+    );
+    assert_eq!(server.join().unwrap(), "WRITE:5");
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout, "ACK\n");
+}
+
+#[test]
 fn unreachable_server_error_states_its_cause_once() {
     let port = free_port();
     let out = ditto(&["client", &port.to_string(), "READ"]);

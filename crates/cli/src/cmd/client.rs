@@ -9,6 +9,12 @@ use ditto_core::wire;
 use ditto_server::{Client, ClientError};
 use tokio::io::AsyncBufReadExt;
 
+/// How long a client waits for a connection and for each reply unless told otherwise: longer
+/// than any wait a server makes before answering (the longest is the 10 s a backup gives a
+/// write it forwarded as a seed `UPDATE`), so a reply that is coming is not reported as lost,
+/// and a write that then commits is not reported as failed.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+
 #[derive(Debug, Args)]
 pub struct ClientArgs {
     /// Port of the server to talk to (127.0.0.1).
@@ -17,8 +23,9 @@ pub struct ClientArgs {
     /// A command to send and exit, e.g. `READ`, `WRITE:5` or `write 5`. Without one, commands
     /// are read from the prompt, or line by line from standard input when it is not a terminal.
     command: Vec<String>,
-    /// Seconds to wait for a connection and for each reply.
-    #[arg(long, default_value_t = 10.0, value_parser = super::seconds)]
+    /// Seconds to wait for a connection and for each reply. The default is longer than any wait
+    /// a server makes before answering.
+    #[arg(long, default_value_t = REPLY_TIMEOUT.as_secs_f64(), value_parser = super::seconds)]
     timeout: f64,
 }
 

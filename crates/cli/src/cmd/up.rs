@@ -1,12 +1,10 @@
 //! `ditto up`: a local cluster to play with, and a prompt on its primary.
 
+use clap::Args;
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::Args;
-
-use super::client::{Session, prompt};
+use super::client::{REPLY_TIMEOUT, Session, prompt};
 use crate::cluster::LocalCluster;
 
 #[derive(Debug, Args)]
@@ -40,7 +38,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     banner.push_str("Leave with `quit`, Ctrl-D or Ctrl-C; that stops the cluster.");
-    let session = Session::new(cluster.primary, Duration::from_secs(10));
+    let session = Session::new(cluster.primary, REPLY_TIMEOUT);
     let result = if std::io::stdin().is_terminal() {
         tokio::select! {
             r = prompt(session, Some(banner)) => r,
