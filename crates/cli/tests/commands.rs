@@ -120,7 +120,7 @@ fn piped_client_answers_each_line_in_order() {
     let (p, b) = (cluster.primary_port(), cluster.backup_ports()[0]);
     let input = format!("write 5\nread\nREAD\nhelp\nWRITE:x\n\nconnect {b}\nread\nstatus\n");
     let out = run(&["client", &p.to_string()], input.as_bytes(), TIMEOUT);
-    assert!(out.success(), "{out:?}");
+    assert_eq!(out.status.code(), Some(1), "WRITE:x got ERR: {out:?}");
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(&lines[..3], ["ACK", "VALUE:5", "VALUE:5"], "{}", out.stdout);
     let help_end = lines
@@ -162,6 +162,56 @@ fn prompt_help_does_not_offer_join() {
         [],
         "`join` registered a backup"
     );
+}
+
+#[test]
+fn piped_and_one_shot_clients_agree_on_the_exit_status() {
+    let primary = Server::primary(free_port());
+    let p = primary.port.to_string();
+    let piped = |input: &str| run(&["client", &p], input.as_bytes(), TIMEOUT);
+    let one_shot = |command: &str| run(&["client", &p, command], b"", TIMEOUT);
+
+    let out = piped("write 1\nread\n");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(one_shot("read").status.code(), Some(0));
+
+    // An ERR: answer fails the run, but the commands after it are still sent.
+    let out = piped("WRITE:x\nwrite 2\nread\n");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("ERR:"), "{out:?}");
+    assert_eq!(lines[1..], ["ACK", "VALUE:2"], "{out:?}");
+    assert_eq!(one_shot("WRITE:x").status.code(), Some(1));
+
+    // So does a line that is not understood (nothing is sent for it).
+    let out = piped("write 1 2\nread\n");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.stdout, "VALUE:2\n", "{out:?}");
+    assert!(out.stderr.contains("usage: write"), "{out:?}");
+    assert_eq!(one_shot("write 1 2").status.code(), Some(1));
+
+    // And a server that cannot be reached.
+    let dead = free_port().to_string();
+    for out in [
+        run(&["client", &dead], b"read\n", TIMEOUT),
+        run(&["client", &dead, "read"], b"", TIMEOUT),
+    ] {
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert_one_line_error(&out, "a client of a port nobody listens on");
+        assert!(out.stderr.contains(&dead), "{out:?}");
+    }
+
+    let help = ditto(&["client", "--help"]);
+    assert!(help.stdout.contains("Exit status:"), "{}", help.stdout);
+    for code in ["0", "1", "2"] {
+        assert!(
+            help.stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(code)),
+            "exit status {code} is not described:\n{}",
+            help.stdout
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,7 +15,17 @@ use tokio::io::AsyncBufReadExt;
 /// and a write that then commits is not reported as failed.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The exit status, as `ditto client --help` tells it.
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  every command was answered, and no answer was an error
+  1  a command failed: a server answered ERR:..., a line was not understood, or a server could
+     not be reached or did not answer in time (commands from stdin go on after an ERR: answer,
+     and stop at a missing one, whose outcome is unknown)
+  2  the command line is wrong";
+
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_STATUS)]
 pub struct ClientArgs {
     /// Port of the server to talk to (127.0.0.1).
     #[arg(value_parser = super::port)]
@@ -126,7 +136,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs_f64(args.timeout);
     let mut session = Session::new(args.port, timeout);
     if !args.command.is_empty() {
-        return one_shot(&mut session, &args.command.join(" ")).await;
+        return Ok(one_shot(&mut session, &args.command.join(" ")).await);
     }
     if std::io::stdin().is_terminal() {
         prompt(session, None).await
@@ -135,42 +145,127 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn one_shot(session: &mut Session, line: &str) -> anyhow::Result<ExitCode> {
-    let line = match interpret(line) {
-        Ok(Typed::Send(line)) => line,
-        Ok(Typed::Help) => {
-            println!("{HELP}");
-            return Ok(ExitCode::SUCCESS);
-        }
-        Ok(_) => anyhow::bail!("'{line}' only makes sense at the prompt"),
-        Err(usage) => anyhow::bail!("{usage}"),
-    };
-    let reply = session.request(&line).await?;
-    if wire::is_error_reply(reply.as_bytes()) {
-        eprintln!("{reply}");
-        return Ok(ExitCode::FAILURE);
-    }
-    println!("{reply}");
-    Ok(ExitCode::SUCCESS)
+/// Where the client is talking: it decides where replies and notes go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// A person at the prompt: everything goes to stdout, in the order it happened.
+    Prompt,
+    /// Commands from stdin: one reply per command on stdout (error replies too, so that line n
+    /// of the output answers command n); everything else on stderr.
+    Piped,
+    /// One command from the command line: its reply on stdout, or on stderr if it is an error.
+    OneShot,
 }
 
-/// Commands piped on stdin: one reply line per command on stdout; exits 0 at end of input.
-pub async fn piped_session(mut session: Session) -> anyhow::Result<ExitCode> {
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    while let Some(line) = lines.next_line().await? {
-        match interpret(&line) {
-            Ok(Typed::Send(line)) => match session.request(&line).await {
-                Ok(reply) => println!("{reply}"),
-                Err(e) => anyhow::bail!("port {}: {e}", session.port),
-            },
-            Ok(Typed::Help) => println!("{HELP}"),
-            Ok(Typed::Connect(port)) => session.switch(port),
-            Ok(Typed::Quit) => break,
-            Ok(Typed::Nothing) => {}
-            Err(usage) => eprintln!("{usage}"),
+impl Mode {
+    fn reply(self, reply: &str) {
+        if self == Mode::OneShot && wire::is_error_reply(reply.as_bytes()) {
+            eprintln!("{reply}");
+        } else {
+            println!("{reply}");
         }
     }
-    Ok(ExitCode::SUCCESS)
+
+    fn note(self, note: &str) {
+        match self {
+            Mode::Prompt => println!("{note}"),
+            Mode::Piped | Mode::OneShot => eprintln!("{note}"),
+        }
+    }
+}
+
+/// What handling one line came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Handled; `ok` is false if it failed: an error reply, or a line not understood.
+    Done {
+        ok: bool,
+    },
+    /// A request got no reply (or no connection); whether it took effect is unknown.
+    Lost,
+    Quit,
+}
+
+/// Handles one line the way every mode shares: sends it, or does what it asks.
+async fn step(session: &mut Session, line: &str, mode: Mode) -> Step {
+    match interpret(line) {
+        Ok(Typed::Send(line)) => match session.request(&line).await {
+            Ok(reply) => {
+                mode.reply(&reply);
+                Step::Done {
+                    ok: !wire::is_error_reply(reply.as_bytes()),
+                }
+            }
+            Err(e) => {
+                mode.note(&describe(session.port, &e));
+                Step::Lost
+            }
+        },
+        Ok(Typed::Help) => {
+            println!("{HELP}");
+            Step::Done { ok: true }
+        }
+        Ok(Typed::Connect(_) | Typed::Quit) if mode == Mode::OneShot => {
+            mode.note(&format!(
+                "error: '{}' only makes sense at the prompt",
+                line.trim()
+            ));
+            Step::Done { ok: false }
+        }
+        Ok(Typed::Connect(port)) => {
+            session.switch(port);
+            if mode == Mode::Prompt {
+                mode.note(&format!("Now talking to port {port}."));
+            }
+            Step::Done { ok: true }
+        }
+        Ok(Typed::Quit) => Step::Quit,
+        Ok(Typed::Nothing) => Step::Done { ok: true },
+        Err(usage) => {
+            mode.note(&usage);
+            Step::Done { ok: false }
+        }
+    }
+}
+
+/// One line saying why a request got no reply, naming the server once.
+fn describe(port: u16, e: &ClientError) -> String {
+    match e {
+        ClientError::Connect { .. } | ClientError::ConnectTimeout { .. } => format!("error: {e}"),
+        _ => format!("error: port {port}: {e}"),
+    }
+}
+
+/// The exit status of a client: every command answered without error, or not.
+fn status(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn one_shot(session: &mut Session, line: &str) -> ExitCode {
+    match step(session, line, Mode::OneShot).await {
+        Step::Done { ok } => status(ok),
+        Step::Lost | Step::Quit => status(false),
+    }
+}
+
+/// Commands piped on stdin, handled as at the prompt: one reply line per command on stdout.
+/// Fails (after the last command) if any command failed; stops at a request that got no reply,
+/// since the commands after it may depend on its unknown outcome.
+pub async fn piped_session(mut session: Session) -> anyhow::Result<ExitCode> {
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut ok = true;
+    while let Some(line) = lines.next_line().await? {
+        match step(&mut session, &line, Mode::Piped).await {
+            Step::Done { ok: done } => ok &= done,
+            Step::Lost => return Ok(status(false)),
+            Step::Quit => break,
+        }
+    }
+    Ok(status(ok))
 }
 
 /// The interactive prompt, with line editing and history. `banner` is printed first.
@@ -202,19 +297,9 @@ fn prompt_blocking(
         if !line.trim().is_empty() {
             let _ = editor.add_history_entry(line.as_str());
         }
-        match interpret(&line) {
-            Ok(Typed::Send(line)) => match handle.block_on(session.request(&line)) {
-                Ok(reply) => println!("{reply}"),
-                Err(e) => println!("error: port {}: {e}", session.port),
-            },
-            Ok(Typed::Help) => println!("{HELP}"),
-            Ok(Typed::Connect(port)) => {
-                session.switch(port);
-                println!("Now talking to port {port}.");
-            }
-            Ok(Typed::Quit) => break,
-            Ok(Typed::Nothing) => {}
-            Err(usage) => println!("{usage}"),
+        // A person reads every failure as it happens; the prompt goes on.
+        if handle.block_on(step(&mut session, &line, Mode::Prompt)) == Step::Quit {
+            break;
         }
     }
     Ok(ExitCode::SUCCESS)
