@@ -214,6 +214,29 @@ fn piped_and_one_shot_clients_agree_on_the_exit_status() {
     }
 }
 
+#[test]
+fn connect_to_a_port_nobody_listens_on_fails_and_stays() {
+    let primary = Server::primary(free_port());
+    let p = primary.port.to_string();
+    let dead = free_port();
+    let input = format!("write 3\nconnect {dead}\nread\nconnect {dead}\n");
+    let out = run(&["client", &p], input.as_bytes(), TIMEOUT);
+    assert_eq!(out.status.code(), Some(1), "the connects failed: {out:?}");
+    assert_eq!(
+        out.stdout, "ACK\nVALUE:3\n",
+        "the read went to the old server: {out:?}"
+    );
+    let errors: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(errors.len(), 2, "one line per failed connect: {out:?}");
+    for e in errors {
+        assert!(
+            e.contains(&format!("port {dead}"))
+                && e.contains(&format!("still talking to port {p}")),
+            "{e:?}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Argument errors and help
 // ---------------------------------------------------------------------------------------------

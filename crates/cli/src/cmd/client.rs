@@ -20,8 +20,8 @@ const EXIT_STATUS: &str = "\
 Exit status:
   0  every command was answered, and no answer was an error
   1  a command failed: a server answered ERR:..., a line was not understood, or a server could
-     not be reached or did not answer in time (commands from stdin go on after an ERR: answer,
-     and stop at a missing one, whose outcome is unknown)
+     not be reached or did not answer in time (commands from stdin go on after an ERR: answer
+     or a failed connect, and stop at a missing answer, whose outcome is unknown)
   2  the command line is wrong";
 
 #[derive(Debug, Args)]
@@ -126,9 +126,13 @@ impl Session {
         result
     }
 
-    pub fn switch(&mut self, port: u16) {
+    /// Talks to `port` from now on, if a connection to it can be made; otherwise nothing
+    /// changes, and the session stays with its server.
+    pub async fn connect(&mut self, port: u16) -> Result<(), ClientError> {
+        let client = Client::connect(port, self.timeout).await?;
         self.port = port;
-        self.client = None;
+        self.client = Some(client);
+        Ok(())
     }
 }
 
@@ -212,13 +216,22 @@ async fn step(session: &mut Session, line: &str, mode: Mode) -> Step {
             ));
             Step::Done { ok: false }
         }
-        Ok(Typed::Connect(port)) => {
-            session.switch(port);
-            if mode == Mode::Prompt {
-                mode.note(&format!("Now talking to port {port}."));
+        Ok(Typed::Connect(port)) => match session.connect(port).await {
+            Ok(()) => {
+                if mode == Mode::Prompt {
+                    mode.note(&format!("Now talking to port {port}."));
+                }
+                Step::Done { ok: true }
             }
-            Step::Done { ok: true }
-        }
+            Err(e) => {
+                let still = session.port;
+                mode.note(&format!(
+                    "{}; still talking to port {still}.",
+                    describe(port, &e)
+                ));
+                Step::Done { ok: false }
+            }
+        },
         Ok(Typed::Quit) => Step::Quit,
         Ok(Typed::Nothing) => Step::Done { ok: true },
         Err(usage) => {
