@@ -237,6 +237,32 @@ fn connect_to_a_port_nobody_listens_on_fails_and_stays() {
     }
 }
 
+#[test]
+fn client_reconnects_after_an_overlong_line() {
+    let primary = Server::primary(free_port());
+    let p = primary.port.to_string();
+    let input = format!("write 4\n{}\nread\n", "9".repeat(70_000));
+    let out = run(&["client", &p], input.as_bytes(), TIMEOUT);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{out:?}");
+    assert_eq!(lines[0], "ACK");
+    assert!(lines[1].starts_with("ERR:line too long"), "{out:?}");
+    assert_eq!(
+        lines[2], "VALUE:4",
+        "the read after it was answered: {out:?}"
+    );
+    assert!(out.stderr.contains("reconnected"), "it says so: {out:?}");
+    assert_eq!(out.status.code(), Some(1), "the overlong line failed");
+
+    // A line so long that the server closes while it is still arriving may lose the answer
+    // with the connection; the next command is answered all the same.
+    let input = format!("{}\nread\n", "9".repeat(4_000_000));
+    let out = run(&["client", &p], input.as_bytes(), TIMEOUT);
+    assert_eq!(out.stdout.lines().last(), Some("VALUE:4"), "{out:?}");
+    assert!(out.stderr.contains("reconnected"), "it says so: {out:?}");
+    assert_eq!(out.status.code(), Some(1), "the overlong line failed");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Argument errors and help
 // ---------------------------------------------------------------------------------------------

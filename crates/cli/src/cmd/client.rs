@@ -126,6 +126,14 @@ impl Session {
         result
     }
 
+    /// Replaces the connection with a new one to the same server. Without a connection (if
+    /// that fails), the next request tries again.
+    pub async fn reconnect(&mut self) -> Result<(), ClientError> {
+        self.client = None;
+        self.client = Some(Client::connect(self.port, self.timeout).await?);
+        Ok(())
+    }
+
     /// Talks to `port` from now on, if a connection to it can be made; otherwise nothing
     /// changes, and the session stays with its server.
     pub async fn connect(&mut self, port: u16) -> Result<(), ClientError> {
@@ -193,18 +201,24 @@ enum Step {
 /// Handles one line the way every mode shares: sends it, or does what it asks.
 async fn step(session: &mut Session, line: &str, mode: Mode) -> Step {
     match interpret(line) {
-        Ok(Typed::Send(line)) => match session.request(&line).await {
-            Ok(reply) => {
-                mode.reply(&reply);
-                Step::Done {
-                    ok: !wire::is_error_reply(reply.as_bytes()),
+        Ok(Typed::Send(line)) => {
+            let result = session.request(&line).await;
+            if line.len() > wire::MAX_LINE {
+                return overlong(session, result, mode).await;
+            }
+            match result {
+                Ok(reply) => {
+                    mode.reply(&reply);
+                    Step::Done {
+                        ok: !wire::is_error_reply(reply.as_bytes()),
+                    }
+                }
+                Err(e) => {
+                    mode.note(&describe(session.port, &e));
+                    Step::Lost
                 }
             }
-            Err(e) => {
-                mode.note(&describe(session.port, &e));
-                Step::Lost
-            }
-        },
+        }
         Ok(Typed::Help) => {
             println!("{HELP}");
             Step::Done { ok: true }
@@ -239,6 +253,36 @@ async fn step(session: &mut Session, line: &str, mode: Mode) -> Step {
             Step::Done { ok: false }
         }
     }
+}
+
+/// Reports what a line over the protocol's limit got, and reconnects. A server answers such a
+/// line with an error and closes the connection, since the rest of the stream can no longer be
+/// framed; if the line is still arriving, the close may come first and take the answer with it.
+/// Either way nothing was applied, so the command failed rather than got lost, and the commands
+/// after it go to a new connection.
+async fn overlong(session: &mut Session, result: Result<String, ClientError>, mode: Mode) -> Step {
+    let ok = match result {
+        Ok(reply) => {
+            mode.reply(&reply);
+            !wire::is_error_reply(reply.as_bytes())
+        }
+        Err(e) => {
+            mode.note(&describe(session.port, &e));
+            false
+        }
+    };
+    let why = format!(
+        "port {} closes the connection after a line over {} bytes",
+        session.port,
+        wire::MAX_LINE
+    );
+    match session.reconnect().await {
+        Ok(()) => mode.note(&format!("({why}; reconnected.)")),
+        Err(e) => mode.note(&format!(
+            "({why}, and reconnecting failed: {e}; the next command tries again.)"
+        )),
+    }
+    Step::Done { ok }
 }
 
 /// One line saying why a request got no reply, naming the server once.
