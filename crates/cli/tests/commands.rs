@@ -406,11 +406,32 @@ fn help_subcommand_prints_what_help_flags_print() {
 // ditto up
 // ---------------------------------------------------------------------------------------------
 
+/// The pid `ditto up`'s banner gives for the server on `port`.
+fn pid_in_banner(banner: &str, port: u16) -> i32 {
+    let line = banner
+        .lines()
+        .find(|l| l.contains(&format!("127.0.0.1:{port} ")))
+        .unwrap_or_else(|| panic!("no line for port {port} in the banner:\n{banner}"));
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == "pid");
+    let pid = words.next().and_then(|w| w.parse().ok());
+    pid.unwrap_or_else(|| panic!("no pid in {line:?}"))
+}
+
 #[test]
 fn up_runs_a_cluster_behind_a_prompt_and_stops_it() {
+    let logs = TempDir::new("up");
     let base = free_ports(3);
     let ports = [base, base + 1, base + 2];
-    let mut up = Interactive::spawn(&["up", "--base-port", &base.to_string(), "--backups", "2"]);
+    let mut up = Interactive::spawn(&[
+        "up",
+        "--base-port",
+        &base.to_string(),
+        "--backups",
+        "2",
+        "--log-dir",
+        logs.arg(),
+    ]);
     up.wait_stdout("Leave with");
     let banner = up.stdout.text();
     for (role, port) in [
@@ -447,12 +468,66 @@ fn up_runs_a_cluster_behind_a_prompt_and_stops_it() {
             "port {port} still open after `ditto up` stopped"
         );
     }
+    assert!(
+        out.stdout.contains(logs.arg()),
+        "where the logs are: {out:?}"
+    );
+    assert!(
+        logs.read(&format!("primary-{base}.log")).contains(" INFO "),
+        "the servers log at info by default"
+    );
+    for port in &ports[1..] {
+        assert!(!logs.read(&format!("backup-{port}.log")).is_empty());
+    }
+}
+
+#[test]
+fn up_keeps_the_servers_logs_off_the_prompt() {
+    let logs = TempDir::new("up-quiet");
+    let base = free_ports(3);
+    let mut up = Interactive::spawn(&[
+        "up",
+        "--base-port",
+        &base.to_string(),
+        "--log-dir",
+        logs.arg(),
+        "--server-log-level",
+        "warn",
+    ]);
+    up.wait_stdout("Leave with");
+    let primary = pid_in_banner(&up.stdout.text(), base);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(primary),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the primary");
+    // Its backups complain, again and again, into their own files.
+    let backup_log = format!("backup-{}.log", base + 1);
+    wait_until("the backup logs that its primary is gone", TIMEOUT, || {
+        logs.read(&backup_log).matches("WARN").count() >= 2
+    });
+    up.finish_input(b"");
+    let out = up.wait(Duration::from_secs(20));
+    assert!(out.success(), "{out:?}");
+    assert!(!out.stdout.contains("WARN"), "{}", out.stdout);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+    assert!(
+        !logs.read(&format!("primary-{base}.log")).contains(" INFO "),
+        "--server-log-level warn left out the info lines"
+    );
 }
 
 #[test]
 fn servers_started_by_up_die_with_it() {
+    let logs = TempDir::new("up-die");
     let base = free_ports(3);
-    let mut up = Interactive::spawn(&["up", "--base-port", &base.to_string(), "--backups", "2"]);
+    let mut up = Interactive::spawn(&[
+        "up",
+        "--base-port",
+        &base.to_string(),
+        "--log-dir",
+        logs.arg(),
+    ]);
     up.wait_stdout("Leave with");
     for port in base..base + 3 {
         assert!(is_listening(port), "port {port} is not served");
@@ -476,8 +551,17 @@ fn up_on_a_busy_port_fails_clearly() {
         let busy = base + busy_offset;
         let free = base + 1 - busy_offset;
         let _busy = TcpListener::bind(("127.0.0.1", busy)).unwrap();
+        let logs = TempDir::new("up-busy");
         let out = run(
-            &["up", "--base-port", &base.to_string(), "--backups", "1"],
+            &[
+                "up",
+                "--base-port",
+                &base.to_string(),
+                "--backups",
+                "1",
+                "--log-dir",
+                logs.arg(),
+            ],
             b"",
             Duration::from_secs(20),
         );
