@@ -2,24 +2,47 @@
 //!
 //! Used by `ditto up` (and by tools that need a cluster of their own). Children are started with
 //! `--exit-on-stdin-eof` and a pipe on their stdin, so they exit even if this process is killed
-//! before it can stop them.
+//! before it can stop them. Their logs go where [`Logs`] says: to a file each, so that they do
+//! not write across a prompt, or to this process's stderr, or nowhere.
 
-use std::process::Stdio;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ditto_server::Client;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 /// How long a started cluster may take to have every backup joined and synced.
 pub const START_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The line a server started with `--announce-ready` prints on stdout once it listens. A
+/// cluster waits for it from each of its servers before it looks at their ports: a port that
+/// answers may belong to an older server the new one failed to displace.
+pub const READY_LINE: &str = "ready";
+
+/// Where the servers' logs (their stderr) go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Logs {
+    /// To this process's stderr.
+    Inherit,
+    /// Nowhere.
+    Discard,
+    /// To one file per server in this directory, named after its role and port
+    /// (`primary-7000.log`); a restarted server appends to its file.
+    Dir(PathBuf),
+}
+
 /// One server process.
 #[derive(Debug)]
 pub struct Server {
     pub role: &'static str,
     pub port: u16,
+    /// The file its log goes to, if it has one.
+    pub log: Option<PathBuf>,
     args: Vec<String>,
     child: Option<Child>,
 }
@@ -27,6 +50,24 @@ pub struct Server {
 impl Server {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)
+    }
+
+    /// One line on this server having exited: how, and why if it said so in its log.
+    pub fn exited(&self, status: ExitStatus) -> String {
+        let what = format!(
+            "the {} on port {} exited ({})",
+            self.role,
+            self.port,
+            describe_exit(status)
+        );
+        match &self.log {
+            Some(log) => match final_error(log) {
+                Some(error) => format!("{what}: {error}"),
+                None => format!("{what}; its log is {}", log.display()),
+            },
+            // Its own error went to the same stderr as this line will.
+            None => format!("{what}; is the port in use?"),
+        }
     }
 
     fn signal(&self, signal: nix::sys::signal::Signal) {
@@ -43,25 +84,74 @@ pub struct LocalCluster {
     pub backups: Vec<u16>,
     pub servers: Vec<Server>,
     log_level: String,
-    quiet: bool,
+    logs: Logs,
 }
 
-fn spawn(args: &[String], log_level: &str, quiet: bool) -> anyhow::Result<Child> {
+/// Which start of a server a spawn is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    /// Its first: its log file is created afresh, and the cluster waits for it to say that it
+    /// listens (see [`READY_LINE`]).
+    First,
+    /// A restart after a fault: its log file is appended to, and nobody waits for it.
+    Again,
+}
+
+/// Starts `ditto ARGS` as a server whose stderr goes to the file `log`, or to this process's
+/// stderr (`inherit`), or nowhere.
+fn spawn(
+    args: &[String],
+    log_level: &str,
+    log: Option<&Path>,
+    inherit: bool,
+    start: Start,
+) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("cannot find the ditto executable")?;
+    let stderr = match log {
+        Some(path) => {
+            let file = match start {
+                Start::First => File::create(path),
+                Start::Again => File::options().create(true).append(true).open(path),
+            };
+            Stdio::from(file.with_context(|| format!("cannot open {}", path.display()))?)
+        }
+        None if inherit => Stdio::inherit(),
+        None => Stdio::null(),
+    };
     let mut cmd = Command::new(exe);
     cmd.arg("--exit-on-stdin-eof")
         .arg("--log-level")
         .arg(log_level)
-        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(if quiet {
-            Stdio::null()
-        } else {
-            Stdio::inherit()
-        })
+        .stderr(stderr)
         .kill_on_drop(true);
+    if start == Start::First {
+        cmd.arg("--announce-ready").stdout(Stdio::piped());
+    }
+    cmd.args(args);
     cmd.spawn().context("cannot start a ditto server process")
+}
+
+/// How a process ended, in a few words: `exit status 1`, `signal 9: SIGKILL`.
+pub fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => match nix::sys::signal::Signal::try_from(signal) {
+            Ok(name) => format!("signal {signal}: {name}"),
+            Err(_) => format!("signal {signal}"),
+        },
+        (None, None) => status.to_string(),
+    }
+}
+
+/// The last line of a log if it is the error a `ditto` process printed as it gave up, without
+/// its `error: ` prefix.
+fn final_error(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let last = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    last.strip_prefix("error: ").map(str::to_owned)
 }
 
 /// Sends `STATUS` to `port`, if something answers there.
@@ -101,7 +191,7 @@ impl LocalCluster {
         base_port: u16,
         backups: usize,
         log_level: &str,
-        quiet: bool,
+        logs: Logs,
     ) -> anyhow::Result<LocalCluster> {
         let last = base_port as usize + backups;
         if last > u16::MAX as usize {
@@ -110,46 +200,112 @@ impl LocalCluster {
         let backups: Vec<(u16, u16)> = (1..=backups)
             .map(|i| (base_port + i as u16, base_port))
             .collect();
-        LocalCluster::start_with(base_port, &backups, log_level, quiet).await
+        LocalCluster::start_logging(base_port, &backups, log_level, logs).await
     }
 
     /// Starts a primary on `primary` and a backup on each `(port, join_port)`: the backup joins
-    /// through `join_port`, which is the primary's port or a proxy in front of it.
+    /// through `join_port`, which is the primary's port or a proxy in front of it. Their logs
+    /// go to this process's stderr, or nowhere if `quiet`.
     pub async fn start_with(
         primary: u16,
         backups: &[(u16, u16)],
         log_level: &str,
         quiet: bool,
     ) -> anyhow::Result<LocalCluster> {
+        let logs = if quiet { Logs::Discard } else { Logs::Inherit };
+        LocalCluster::start_logging(primary, backups, log_level, logs).await
+    }
+
+    /// [`LocalCluster::start_with`], with the logs going where `logs` says. If a server fails
+    /// to start, the ones already running are stopped.
+    pub async fn start_logging(
+        primary: u16,
+        backups: &[(u16, u16)],
+        log_level: &str,
+        logs: Logs,
+    ) -> anyhow::Result<LocalCluster> {
         let mut cluster = LocalCluster {
             primary,
             backups: backups.iter().map(|(p, _)| *p).collect(),
             servers: Vec::new(),
             log_level: log_level.to_owned(),
-            quiet,
+            logs,
         };
-        cluster.add(
+        match cluster.launch(backups).await {
+            Ok(()) => Ok(cluster),
+            Err(e) => {
+                cluster.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn launch(&mut self, backups: &[(u16, u16)]) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let primary = self.primary;
+        self.add(
             "primary",
             primary,
             vec!["primary".into(), primary.to_string()],
         )?;
-        cluster
-            .await_ready(|s| s.starts_with("STATUS:role=primary"))
-            .await?;
+        self.await_listening(0, deadline).await?;
         for &(port, join) in backups {
             let args = vec!["backup".into(), port.to_string(), join.to_string()];
-            cluster.add("backup", port, args)?;
+            self.add("backup", port, args)?;
         }
-        let ports = cluster.backups.clone();
-        cluster.await_ready(|s| backups_synced(s, &ports)).await?;
-        Ok(cluster)
+        for i in 1..self.servers.len() {
+            self.await_listening(i, deadline).await?;
+        }
+        // Every port is now known to be served by this cluster, so the primary's STATUS is its
+        // own primary's.
+        let ports = self.backups.clone();
+        self.await_ready(|s| backups_synced(s, &ports)).await
+    }
+
+    /// Waits until server `i` says it listens; fails with its own reason if it exits first.
+    async fn await_listening(&mut self, i: usize, deadline: Instant) -> anyhow::Result<()> {
+        let server = &mut self.servers[i];
+        let (role, port) = (server.role, server.port);
+        let child = server.child.as_mut().context("the server is not running")?;
+        let stdout = child.stdout.take().context("no pipe from the server")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let said_ready = async {
+            while let Some(line) = lines.next_line().await? {
+                if line == READY_LINE {
+                    return Ok(true);
+                }
+            }
+            Ok::<bool, std::io::Error>(false)
+        };
+        match tokio::time::timeout_at(deadline, said_ready).await {
+            Ok(Ok(true)) => return Ok(()),
+            Ok(_) => {}
+            Err(_) => bail!("the {role} on port {port} was not listening within {START_TIMEOUT:?}"),
+        }
+        // Its stdout closed without the line: it is exiting.
+        match tokio::time::timeout(Duration::from_secs(3), child.wait()).await {
+            Ok(Ok(status)) => bail!("{}", server.exited(status)),
+            _ => bail!("the {role} on port {port} closed its output without listening"),
+        }
     }
 
     fn add(&mut self, role: &'static str, port: u16, args: Vec<String>) -> anyhow::Result<()> {
-        let child = spawn(&args, &self.log_level, self.quiet)?;
+        let log = match &self.logs {
+            Logs::Dir(dir) => Some(dir.join(format!("{role}-{port}.log"))),
+            Logs::Inherit | Logs::Discard => None,
+        };
+        let inherit = self.logs == Logs::Inherit;
+        let child = spawn(
+            &args,
+            &self.log_level,
+            log.as_deref(),
+            inherit,
+            Start::First,
+        )?;
         self.servers.push(Server {
             role,
             port,
+            log,
             args,
             child: Some(child),
         });
@@ -175,10 +331,18 @@ impl LocalCluster {
 
     /// Starts the server on `port` again, with the arguments it first had.
     pub async fn restart(&mut self, port: u16) -> anyhow::Result<()> {
-        let (log_level, quiet) = (self.log_level.clone(), self.quiet);
+        let log_level = self.log_level.clone();
+        let inherit = self.logs == Logs::Inherit;
         let server = self.server(port)?;
         if server.child.is_none() {
-            server.child = Some(spawn(&server.args, &log_level, quiet)?);
+            let child = spawn(
+                &server.args,
+                &log_level,
+                server.log.as_deref(),
+                inherit,
+                Start::Again,
+            )?;
+            server.child = Some(child);
         }
         Ok(())
     }
@@ -203,11 +367,7 @@ impl LocalCluster {
                 if let Some(child) = server.child.as_mut()
                     && let Some(status) = child.try_wait()?
                 {
-                    bail!(
-                        "the {} on port {} exited ({status}); is the port in use?",
-                        server.role,
-                        server.port
-                    );
+                    bail!("{}", server.exited(status));
                 }
             }
             if let Some(s) = status(self.primary).await

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 /// A replicated data store: one primary, any number of backups, sequentially consistent.
 #[derive(Debug, Parser)]
-#[command(name = "ditto", version, long_about = None)]
+#[command(name = "ditto", version, long_about = None, disable_help_subcommand = true)]
 struct Cli {
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
@@ -25,6 +25,12 @@ struct Cli {
     /// they never outlive it).
     #[arg(long, global = true, hide = true)]
     exit_on_stdin_eof: bool,
+
+    /// Print one line, `ready`, on standard output once the server listens on its port (used
+    /// by `ditto up`, which waits for it: an older server on the same port answers too, so
+    /// that something answers there says nothing).
+    #[arg(long, global = true, hide = true)]
+    announce_ready: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -44,35 +50,31 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Run a workload (with faults, if asked), record its history and check its consistency.
     Check(cmd::check::CheckArgs),
+    /// Print this message or the help of the given subcommand(s).
+    Help(HelpArgs),
+}
+
+/// `ditto help [COMMAND]...`, our own rather than clap's, which refuses `ditto help --help`:
+/// here `-h` and `--help` change nothing, so `ditto help --help` is `ditto --help` and
+/// `ditto help backup --help` is `ditto backup --help`.
+#[derive(Debug, clap::Args)]
+#[command(disable_help_flag = true)]
+struct HelpArgs {
+    /// The subcommand to describe, e.g. `backup`.
+    command: Vec<String>,
+    #[arg(short, long, hide = true)]
+    help: bool,
 }
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                return ExitCode::SUCCESS;
-            }
-            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                let _ = e.print();
-                return ExitCode::from(2);
-            }
-            // One line, not clap's usage block: scripts and people both read the first line.
-            // The message proper runs up to the first blank line (a missing argument's name is
-            // on the line after "not provided:"); the usage that follows is left out.
-            let text = e.to_string();
-            let message: Vec<&str> = text
-                .lines()
-                .map(str::trim)
-                .skip_while(|l| l.is_empty())
-                .take_while(|l| !l.is_empty())
-                .collect();
-            eprintln!("{} (see `ditto --help`)", message.join(" "));
-            return ExitCode::from(2);
-        }
+        Err(e) => return parse_error(e),
     };
+    if let Command::Help(args) = &cli.command {
+        return print_help(args);
+    }
+
     logging::init(&cli.log_level);
     raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -85,15 +87,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let exit_on_eof = cli.exit_on_stdin_eof;
+    let (exit_on_eof, announce) = (cli.exit_on_stdin_eof, cli.announce_ready);
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Primary(args) => cmd::serve::primary(args, exit_on_eof).await,
-            Command::Backup(args) => cmd::serve::backup(args, exit_on_eof).await,
+            Command::Primary(args) => serve(cmd::serve::primary(args, exit_on_eof), announce).await,
+            Command::Backup(args) => serve(cmd::serve::backup(args, exit_on_eof), announce).await,
             Command::Client(args) => cmd::client::run(args).await,
             Command::Up(args) => cmd::up::run(args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::Check(args) => cmd::check::run(args).await,
+            Command::Help(_) => unreachable!("help is printed before the runtime starts"),
         }
     });
     // The prompt may leave a thread blocked on the terminal; do not wait for it.
@@ -104,6 +107,69 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs a server; if `announce`, prints [`cluster::READY_LINE`] once it listens.
+///
+/// `cmd::serve` binds the port first, before anything a server waits for, and binding a literal
+/// address completes at once: so a server still running after its first poll is listening, and
+/// one that could not bind has already returned its error (which `main` prints as one line,
+/// exiting 1). This rests on that order in `cmd::serve`.
+async fn serve(
+    server: impl Future<Output = anyhow::Result<ExitCode>>,
+    announce: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let mut server = std::pin::pin!(server);
+    if announce {
+        if let std::task::Poll::Ready(result) = futures::poll!(server.as_mut()) {
+            return result;
+        }
+        // Whoever started this server may have stopped reading; it runs on all the same.
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{}", cluster::READY_LINE).and_then(|()| stdout.flush());
+    }
+    server.await
+}
+
+/// What a command line clap did not run comes to: help or the version printed, or a one-line
+/// error.
+fn parse_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = e.print();
+        return ExitCode::from(2);
+    }
+    // One line, not clap's usage block: scripts and people both read the first line.
+    // The message proper runs up to the first blank line (a missing argument's name is
+    // on the line after "not provided:"); the usage that follows is left out.
+    let text = e.to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    eprintln!("{} (see `ditto --help`)", message.join(" "));
+    ExitCode::from(2)
+}
+
+/// `ditto help A B` prints what `ditto A B --help` prints, by parsing exactly that: the same
+/// text, and the same one-line error for a subcommand that does not exist.
+fn print_help(args: &HelpArgs) -> ExitCode {
+    let names = args.command.iter().skip_while(|name| *name == "help");
+    let argv = std::iter::once("ditto")
+        .chain(names.map(String::as_str))
+        .chain(std::iter::once("--help"));
+    match Cli::try_parse_from(argv) {
+        Err(e) => parse_error(e),
+        // Only `help` itself parses with `--help` attached, and those were skipped above.
+        Ok(_) => parse_error(Cli::try_parse_from(["ditto", "--help"]).unwrap_err()),
     }
 }
 

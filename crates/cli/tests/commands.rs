@@ -83,6 +83,28 @@ fn one_shot_client_gives_up_on_a_silent_server() {
 }
 
 #[test]
+fn client_waits_out_the_longest_wait_of_a_server() {
+    // A backup may take 10 s to answer a write it forwarded as a seed UPDATE; the client's
+    // default must outlast that, or it reports a failure for a write that then commits.
+    let (listener, port) = listen();
+    let server = std::thread::spawn(move || {
+        let mut conn = accept(&listener);
+        let request = conn.recv();
+        std::thread::sleep(Duration::from_secs(11));
+        conn.send("ACK");
+        request
+    });
+    let out = run(
+        &["client", &port.to_string(), "WRITE:5"],
+        b"",
+        Duration::from_secs(30),
+    );
+    assert_eq!(server.join().unwrap(), "WRITE:5");
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout, "ACK\n");
+}
+
+#[test]
 fn unreachable_server_error_states_its_cause_once() {
     let port = free_port();
     let out = ditto(&["client", &port.to_string(), "READ"]);
@@ -98,7 +120,7 @@ fn piped_client_answers_each_line_in_order() {
     let (p, b) = (cluster.primary_port(), cluster.backup_ports()[0]);
     let input = format!("write 5\nread\nREAD\nhelp\nWRITE:x\n\nconnect {b}\nread\nstatus\n");
     let out = run(&["client", &p.to_string()], input.as_bytes(), TIMEOUT);
-    assert!(out.success(), "{out:?}");
+    assert_eq!(out.status.code(), Some(1), "WRITE:x got ERR: {out:?}");
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(&lines[..3], ["ACK", "VALUE:5", "VALUE:5"], "{}", out.stdout);
     let help_end = lines
@@ -121,6 +143,124 @@ fn piped_client_answers_each_line_in_order() {
         out.stdout
     );
     assert_eq!(lines.len(), help_end + 3, "{}", out.stdout);
+}
+
+#[test]
+fn prompt_help_does_not_offer_join() {
+    let primary = Server::primary(free_port());
+    let p = primary.port.to_string();
+    let out = run(&["client", &p], b"help\njoin 7003\nwrite 1\n", TIMEOUT);
+    assert!(
+        !out.stdout.to_ascii_uppercase().contains("JOIN"),
+        "the help offers JOIN:\n{}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("for backups"), "{out:?}");
+    assert!(out.stdout.lines().any(|l| l == "ACK"), "{out:?}");
+    assert_eq!(
+        backup_links(&primary.status()),
+        [],
+        "`join` registered a backup"
+    );
+}
+
+#[test]
+fn piped_and_one_shot_clients_agree_on_the_exit_status() {
+    let primary = Server::primary(free_port());
+    let p = primary.port.to_string();
+    let piped = |input: &str| run(&["client", &p], input.as_bytes(), TIMEOUT);
+    let one_shot = |command: &str| run(&["client", &p, command], b"", TIMEOUT);
+
+    let out = piped("write 1\nread\n");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(one_shot("read").status.code(), Some(0));
+
+    // An ERR: answer fails the run, but the commands after it are still sent.
+    let out = piped("WRITE:x\nwrite 2\nread\n");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("ERR:"), "{out:?}");
+    assert_eq!(lines[1..], ["ACK", "VALUE:2"], "{out:?}");
+    assert_eq!(one_shot("WRITE:x").status.code(), Some(1));
+
+    // So does a line that is not understood (nothing is sent for it).
+    let out = piped("write 1 2\nread\n");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.stdout, "VALUE:2\n", "{out:?}");
+    assert!(out.stderr.contains("usage: write"), "{out:?}");
+    assert_eq!(one_shot("write 1 2").status.code(), Some(1));
+
+    // And a server that cannot be reached.
+    let dead = free_port().to_string();
+    for out in [
+        run(&["client", &dead], b"read\n", TIMEOUT),
+        run(&["client", &dead, "read"], b"", TIMEOUT),
+    ] {
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert_one_line_error(&out, "a client of a port nobody listens on");
+        assert!(out.stderr.contains(&dead), "{out:?}");
+    }
+
+    let help = ditto(&["client", "--help"]);
+    assert!(help.stdout.contains("Exit status:"), "{}", help.stdout);
+    for code in ["0", "1", "2"] {
+        assert!(
+            help.stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(code)),
+            "exit status {code} is not described:\n{}",
+            help.stdout
+        );
+    }
+}
+
+#[test]
+fn connect_to_a_port_nobody_listens_on_fails_and_stays() {
+    let primary = Server::primary(free_port());
+    let p = primary.port.to_string();
+    let dead = free_port();
+    let input = format!("write 3\nconnect {dead}\nread\nconnect {dead}\n");
+    let out = run(&["client", &p], input.as_bytes(), TIMEOUT);
+    assert_eq!(out.status.code(), Some(1), "the connects failed: {out:?}");
+    assert_eq!(
+        out.stdout, "ACK\nVALUE:3\n",
+        "the read went to the old server: {out:?}"
+    );
+    let errors: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(errors.len(), 2, "one line per failed connect: {out:?}");
+    for e in errors {
+        assert!(
+            e.contains(&format!("port {dead}"))
+                && e.contains(&format!("still talking to port {p}")),
+            "{e:?}"
+        );
+    }
+}
+
+#[test]
+fn client_reconnects_after_an_overlong_line() {
+    let primary = Server::primary(free_port());
+    let p = primary.port.to_string();
+    let input = format!("write 4\n{}\nread\n", "9".repeat(70_000));
+    let out = run(&["client", &p], input.as_bytes(), TIMEOUT);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{out:?}");
+    assert_eq!(lines[0], "ACK");
+    assert!(lines[1].starts_with("ERR:line too long"), "{out:?}");
+    assert_eq!(
+        lines[2], "VALUE:4",
+        "the read after it was answered: {out:?}"
+    );
+    assert!(out.stderr.contains("reconnected"), "it says so: {out:?}");
+    assert_eq!(out.status.code(), Some(1), "the overlong line failed");
+
+    // A line so long that the server closes while it is still arriving may lose the answer
+    // with the connection; the next command is answered all the same.
+    let input = format!("{}\nread\n", "9".repeat(4_000_000));
+    let out = run(&["client", &p], input.as_bytes(), TIMEOUT);
+    assert_eq!(out.stdout.lines().last(), Some("VALUE:4"), "{out:?}");
+    assert!(out.stderr.contains("reconnected"), "it says so: {out:?}");
+    assert_eq!(out.status.code(), Some(1), "the overlong line failed");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -234,15 +374,64 @@ fn help_succeeds_for_every_subcommand() {
     );
 }
 
+#[test]
+fn help_subcommand_prints_what_help_flags_print() {
+    let top = ditto(&["--help"]);
+    assert!(top.success(), "{top:?}");
+    for args in [
+        vec!["help"],
+        vec!["help", "--help"],
+        vec!["help", "-h"],
+        vec!["help", "help"],
+    ] {
+        let out = ditto(&args);
+        assert!(out.success(), "ditto {}: {out:?}", args.join(" "));
+        assert_eq!(out.stdout, top.stdout, "ditto {}", args.join(" "));
+        assert!(out.stderr.is_empty(), "ditto {}: {out:?}", args.join(" "));
+    }
+    for sub in subcommands() {
+        let direct = ditto(&[&sub, "--help"]);
+        for args in [vec!["help", &sub], vec!["help", &sub, "--help"]] {
+            let out = ditto(&args);
+            assert!(out.success(), "ditto {}: {out:?}", args.join(" "));
+            assert_eq!(out.stdout, direct.stdout, "ditto {}", args.join(" "));
+        }
+    }
+    let out = ditto(&["help", "frob"]);
+    assert_one_line_error(&out, "ditto help frob");
+    assert!(out.stderr.contains("frob"), "{out:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // ditto up
 // ---------------------------------------------------------------------------------------------
 
+/// The pid `ditto up`'s banner gives for the server on `port`.
+fn pid_in_banner(banner: &str, port: u16) -> i32 {
+    let line = banner
+        .lines()
+        .find(|l| l.contains(&format!("127.0.0.1:{port} ")))
+        .unwrap_or_else(|| panic!("no line for port {port} in the banner:\n{banner}"));
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == "pid");
+    let pid = words.next().and_then(|w| w.parse().ok());
+    pid.unwrap_or_else(|| panic!("no pid in {line:?}"))
+}
+
 #[test]
 fn up_runs_a_cluster_behind_a_prompt_and_stops_it() {
+    let logs = TempDir::new("up");
     let base = free_ports(3);
     let ports = [base, base + 1, base + 2];
-    let mut up = Interactive::spawn(&["up", "--base-port", &base.to_string(), "--backups", "2"]);
+    let mut up = Interactive::spawn(&[
+        "up",
+        "--base-port",
+        &base.to_string(),
+        "--backups",
+        "2",
+        "--log-dir",
+        logs.arg(),
+    ]);
     up.wait_stdout("Leave with");
     let banner = up.stdout.text();
     for (role, port) in [
@@ -279,12 +468,66 @@ fn up_runs_a_cluster_behind_a_prompt_and_stops_it() {
             "port {port} still open after `ditto up` stopped"
         );
     }
+    assert!(
+        out.stdout.contains(logs.arg()),
+        "where the logs are: {out:?}"
+    );
+    assert!(
+        logs.read(&format!("primary-{base}.log")).contains(" INFO "),
+        "the servers log at info by default"
+    );
+    for port in &ports[1..] {
+        assert!(!logs.read(&format!("backup-{port}.log")).is_empty());
+    }
+}
+
+#[test]
+fn up_keeps_the_servers_logs_off_the_prompt() {
+    let logs = TempDir::new("up-quiet");
+    let base = free_ports(3);
+    let mut up = Interactive::spawn(&[
+        "up",
+        "--base-port",
+        &base.to_string(),
+        "--log-dir",
+        logs.arg(),
+        "--server-log-level",
+        "warn",
+    ]);
+    up.wait_stdout("Leave with");
+    let primary = pid_in_banner(&up.stdout.text(), base);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(primary),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the primary");
+    // Its backups complain, again and again, into their own files.
+    let backup_log = format!("backup-{}.log", base + 1);
+    wait_until("the backup logs that its primary is gone", TIMEOUT, || {
+        logs.read(&backup_log).matches("WARN").count() >= 2
+    });
+    up.finish_input(b"");
+    let out = up.wait(Duration::from_secs(20));
+    assert!(out.success(), "{out:?}");
+    assert!(!out.stdout.contains("WARN"), "{}", out.stdout);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+    assert!(
+        !logs.read(&format!("primary-{base}.log")).contains(" INFO "),
+        "--server-log-level warn left out the info lines"
+    );
 }
 
 #[test]
 fn servers_started_by_up_die_with_it() {
+    let logs = TempDir::new("up-die");
     let base = free_ports(3);
-    let mut up = Interactive::spawn(&["up", "--base-port", &base.to_string(), "--backups", "2"]);
+    let mut up = Interactive::spawn(&[
+        "up",
+        "--base-port",
+        &base.to_string(),
+        "--log-dir",
+        logs.arg(),
+    ]);
     up.wait_stdout("Leave with");
     for port in base..base + 3 {
         assert!(is_listening(port), "port {port} is not served");
@@ -308,8 +551,17 @@ fn up_on_a_busy_port_fails_clearly() {
         let busy = base + busy_offset;
         let free = base + 1 - busy_offset;
         let _busy = TcpListener::bind(("127.0.0.1", busy)).unwrap();
+        let logs = TempDir::new("up-busy");
         let out = run(
-            &["up", "--base-port", &base.to_string(), "--backups", "1"],
+            &[
+                "up",
+                "--base-port",
+                &base.to_string(),
+                "--backups",
+                "1",
+                "--log-dir",
+                logs.arg(),
+            ],
             b"",
             Duration::from_secs(20),
         );
@@ -328,6 +580,42 @@ fn up_on_a_busy_port_fails_clearly() {
             || !is_listening(free),
         );
     }
+}
+
+#[test]
+fn up_on_the_ports_of_a_running_cluster_fails_every_time() {
+    // An older cluster answers on every port: only the new servers' own word that they are
+    // listening tells `up` whether they are.
+    let base = free_ports(3);
+    let primary = Server::primary(base);
+    let backups = vec![
+        Server::backup(base + 1, base),
+        Server::backup(base + 2, base),
+    ];
+    let mut old = Cluster { primary, backups };
+    old.wait_synced();
+    for attempt in 0..5 {
+        let logs = TempDir::new("up-taken");
+        let out = run(
+            &[
+                "up",
+                "--base-port",
+                &base.to_string(),
+                "--log-dir",
+                logs.arg(),
+            ],
+            b"",
+            Duration::from_secs(20),
+        );
+        let what = format!("attempt {attempt}");
+        assert_one_line_error(&out, &what);
+        assert!(
+            out.stderr.contains(&format!("port {base}")) && out.stderr.contains("in use"),
+            "{what}: the error names the busy port: {out:?}"
+        );
+        assert!(!out.stdout.contains("ditto is up"), "{what}: {out:?}");
+    }
+    old.wait_synced();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,7 +9,23 @@ use ditto_core::wire;
 use ditto_server::{Client, ClientError};
 use tokio::io::AsyncBufReadExt;
 
+/// How long a client waits for a connection and for each reply unless told otherwise: longer
+/// than any wait a server makes before answering (the longest is the 10 s a backup gives a
+/// write it forwarded as a seed `UPDATE`), so a reply that is coming is not reported as lost,
+/// and a write that then commits is not reported as failed.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The exit status, as `ditto client --help` tells it.
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  every command was answered, and no answer was an error
+  1  a command failed: a server answered ERR:..., a line was not understood, or a server could
+     not be reached or did not answer in time (commands from stdin go on after an ERR: answer
+     or a failed connect, and stop at a missing answer, whose outcome is unknown)
+  2  the command line is wrong";
+
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_STATUS)]
 pub struct ClientArgs {
     /// Port of the server to talk to (127.0.0.1).
     #[arg(value_parser = super::port)]
@@ -17,8 +33,9 @@ pub struct ClientArgs {
     /// A command to send and exit, e.g. `READ`, `WRITE:5` or `write 5`. Without one, commands
     /// are read from the prompt, or line by line from standard input when it is not a terminal.
     command: Vec<String>,
-    /// Seconds to wait for a connection and for each reply.
-    #[arg(long, default_value_t = 10.0, value_parser = super::seconds)]
+    /// Seconds to wait for a connection and for each reply. The default is longer than any wait
+    /// a server makes before answering.
+    #[arg(long, default_value_t = REPLY_TIMEOUT.as_secs_f64(), value_parser = super::seconds)]
     timeout: f64,
 }
 
@@ -30,7 +47,13 @@ Commands (a friendly form, or the raw protocol line):
   connect <port>                  talk to the server on another port
   help                            this text
   quit, exit, Ctrl-D              leave
-Any other line is sent unchanged (e.g. UPDATE:5, JOIN:7003).";
+Any other line is sent unchanged.";
+
+/// What `join` answers instead of sending a `JOIN`: a primary waits for every backup that joined
+/// before it acknowledges a write, so a `JOIN` naming a port where no backup listens stalls
+/// writes until the primary gives that backup up. It is a message between servers.
+const JOIN_REFUSED: &str = "JOIN is for backups: the primary would wait for a backup on that \
+port on every write, so writes would stall";
 
 /// What a typed line asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -62,7 +85,7 @@ pub fn interpret(line: &str) -> Result<Typed, String> {
         ("status", true) => Ok(Typed::Send("STATUS".into())),
         ("write", false) => one_arg("WRITE"),
         ("update", false) => one_arg("UPDATE"),
-        ("join", false) => one_arg("JOIN"),
+        ("join", _) => Err(JOIN_REFUSED.into()),
         ("connect", _) => match rest.as_slice() {
             [p] => super::port(p).map(Typed::Connect),
             _ => Err("usage: connect <port>".into()),
@@ -103,9 +126,21 @@ impl Session {
         result
     }
 
-    pub fn switch(&mut self, port: u16) {
-        self.port = port;
+    /// Replaces the connection with a new one to the same server. Without a connection (if
+    /// that fails), the next request tries again.
+    pub async fn reconnect(&mut self) -> Result<(), ClientError> {
         self.client = None;
+        self.client = Some(Client::connect(self.port, self.timeout).await?);
+        Ok(())
+    }
+
+    /// Talks to `port` from now on, if a connection to it can be made; otherwise nothing
+    /// changes, and the session stays with its server.
+    pub async fn connect(&mut self, port: u16) -> Result<(), ClientError> {
+        let client = Client::connect(port, self.timeout).await?;
+        self.port = port;
+        self.client = Some(client);
+        Ok(())
     }
 }
 
@@ -113,7 +148,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs_f64(args.timeout);
     let mut session = Session::new(args.port, timeout);
     if !args.command.is_empty() {
-        return one_shot(&mut session, &args.command.join(" ")).await;
+        return Ok(one_shot(&mut session, &args.command.join(" ")).await);
     }
     if std::io::stdin().is_terminal() {
         prompt(session, None).await
@@ -122,42 +157,172 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn one_shot(session: &mut Session, line: &str) -> anyhow::Result<ExitCode> {
-    let line = match interpret(line) {
-        Ok(Typed::Send(line)) => line,
-        Ok(Typed::Help) => {
-            println!("{HELP}");
-            return Ok(ExitCode::SUCCESS);
-        }
-        Ok(_) => anyhow::bail!("'{line}' only makes sense at the prompt"),
-        Err(usage) => anyhow::bail!("{usage}"),
-    };
-    let reply = session.request(&line).await?;
-    if wire::is_error_reply(reply.as_bytes()) {
-        eprintln!("{reply}");
-        return Ok(ExitCode::FAILURE);
-    }
-    println!("{reply}");
-    Ok(ExitCode::SUCCESS)
+/// Where the client is talking: it decides where replies and notes go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// A person at the prompt: everything goes to stdout, in the order it happened.
+    Prompt,
+    /// Commands from stdin: one reply per command on stdout (error replies too, so that line n
+    /// of the output answers command n); everything else on stderr.
+    Piped,
+    /// One command from the command line: its reply on stdout, or on stderr if it is an error.
+    OneShot,
 }
 
-/// Commands piped on stdin: one reply line per command on stdout; exits 0 at end of input.
-pub async fn piped_session(mut session: Session) -> anyhow::Result<ExitCode> {
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    while let Some(line) = lines.next_line().await? {
-        match interpret(&line) {
-            Ok(Typed::Send(line)) => match session.request(&line).await {
-                Ok(reply) => println!("{reply}"),
-                Err(e) => anyhow::bail!("port {}: {e}", session.port),
-            },
-            Ok(Typed::Help) => println!("{HELP}"),
-            Ok(Typed::Connect(port)) => session.switch(port),
-            Ok(Typed::Quit) => break,
-            Ok(Typed::Nothing) => {}
-            Err(usage) => eprintln!("{usage}"),
+impl Mode {
+    fn reply(self, reply: &str) {
+        if self == Mode::OneShot && wire::is_error_reply(reply.as_bytes()) {
+            eprintln!("{reply}");
+        } else {
+            println!("{reply}");
         }
     }
-    Ok(ExitCode::SUCCESS)
+
+    fn note(self, note: &str) {
+        match self {
+            Mode::Prompt => println!("{note}"),
+            Mode::Piped | Mode::OneShot => eprintln!("{note}"),
+        }
+    }
+}
+
+/// What handling one line came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Handled; `ok` is false if it failed: an error reply, or a line not understood.
+    Done {
+        ok: bool,
+    },
+    /// A request got no reply (or no connection); whether it took effect is unknown.
+    Lost,
+    Quit,
+}
+
+/// Handles one line the way every mode shares: sends it, or does what it asks.
+async fn step(session: &mut Session, line: &str, mode: Mode) -> Step {
+    match interpret(line) {
+        Ok(Typed::Send(line)) => {
+            let result = session.request(&line).await;
+            if line.len() > wire::MAX_LINE {
+                return overlong(session, result, mode).await;
+            }
+            match result {
+                Ok(reply) => {
+                    mode.reply(&reply);
+                    Step::Done {
+                        ok: !wire::is_error_reply(reply.as_bytes()),
+                    }
+                }
+                Err(e) => {
+                    mode.note(&describe(session.port, &e));
+                    Step::Lost
+                }
+            }
+        }
+        Ok(Typed::Help) => {
+            println!("{HELP}");
+            Step::Done { ok: true }
+        }
+        Ok(Typed::Connect(_) | Typed::Quit) if mode == Mode::OneShot => {
+            mode.note(&format!(
+                "error: '{}' only makes sense at the prompt",
+                line.trim()
+            ));
+            Step::Done { ok: false }
+        }
+        Ok(Typed::Connect(port)) => match session.connect(port).await {
+            Ok(()) => {
+                if mode == Mode::Prompt {
+                    mode.note(&format!("Now talking to port {port}."));
+                }
+                Step::Done { ok: true }
+            }
+            Err(e) => {
+                let still = session.port;
+                mode.note(&format!(
+                    "{}; still talking to port {still}.",
+                    describe(port, &e)
+                ));
+                Step::Done { ok: false }
+            }
+        },
+        Ok(Typed::Quit) => Step::Quit,
+        Ok(Typed::Nothing) => Step::Done { ok: true },
+        Err(usage) => {
+            mode.note(&usage);
+            Step::Done { ok: false }
+        }
+    }
+}
+
+/// Reports what a line over the protocol's limit got, and reconnects. A server answers such a
+/// line with an error and closes the connection, since the rest of the stream can no longer be
+/// framed; if the line is still arriving, the close may come first and take the answer with it.
+/// Either way nothing was applied, so the command failed rather than got lost, and the commands
+/// after it go to a new connection.
+async fn overlong(session: &mut Session, result: Result<String, ClientError>, mode: Mode) -> Step {
+    let ok = match result {
+        Ok(reply) => {
+            mode.reply(&reply);
+            !wire::is_error_reply(reply.as_bytes())
+        }
+        Err(e) => {
+            mode.note(&describe(session.port, &e));
+            false
+        }
+    };
+    let why = format!(
+        "port {} closes the connection after a line over {} bytes",
+        session.port,
+        wire::MAX_LINE
+    );
+    match session.reconnect().await {
+        Ok(()) => mode.note(&format!("({why}; reconnected.)")),
+        Err(e) => mode.note(&format!(
+            "({why}, and reconnecting failed: {e}; the next command tries again.)"
+        )),
+    }
+    Step::Done { ok }
+}
+
+/// One line saying why a request got no reply, naming the server once.
+fn describe(port: u16, e: &ClientError) -> String {
+    match e {
+        ClientError::Connect { .. } | ClientError::ConnectTimeout { .. } => format!("error: {e}"),
+        _ => format!("error: port {port}: {e}"),
+    }
+}
+
+/// The exit status of a client: every command answered without error, or not.
+fn status(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn one_shot(session: &mut Session, line: &str) -> ExitCode {
+    match step(session, line, Mode::OneShot).await {
+        Step::Done { ok } => status(ok),
+        Step::Lost | Step::Quit => status(false),
+    }
+}
+
+/// Commands piped on stdin, handled as at the prompt: one reply line per command on stdout.
+/// Fails (after the last command) if any command failed; stops at a request that got no reply,
+/// since the commands after it may depend on its unknown outcome.
+pub async fn piped_session(mut session: Session) -> anyhow::Result<ExitCode> {
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut ok = true;
+    while let Some(line) = lines.next_line().await? {
+        match step(&mut session, &line, Mode::Piped).await {
+            Step::Done { ok: done } => ok &= done,
+            Step::Lost => return Ok(status(false)),
+            Step::Quit => break,
+        }
+    }
+    Ok(status(ok))
 }
 
 /// The interactive prompt, with line editing and history. `banner` is printed first.
@@ -189,19 +354,9 @@ fn prompt_blocking(
         if !line.trim().is_empty() {
             let _ = editor.add_history_entry(line.as_str());
         }
-        match interpret(&line) {
-            Ok(Typed::Send(line)) => match handle.block_on(session.request(&line)) {
-                Ok(reply) => println!("{reply}"),
-                Err(e) => println!("error: port {}: {e}", session.port),
-            },
-            Ok(Typed::Help) => println!("{HELP}"),
-            Ok(Typed::Connect(port)) => {
-                session.switch(port);
-                println!("Now talking to port {port}.");
-            }
-            Ok(Typed::Quit) => break,
-            Ok(Typed::Nothing) => {}
-            Err(usage) => println!("{usage}"),
+        // A person reads every failure as it happens; the prompt goes on.
+        if handle.block_on(step(&mut session, &line, Mode::Prompt)) == Step::Quit {
+            break;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -239,5 +394,6 @@ mod tests {
         assert!(interpret("connect").is_err());
         assert!(interpret("connect 0").is_err());
         assert!(interpret("connect x").is_err());
+        assert!(interpret("join 7003").is_err_and(|e| e.contains("for backups")));
     }
 }
