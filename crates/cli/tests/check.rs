@@ -202,9 +202,85 @@ fn a_malformed_history_is_an_error_naming_the_line() {
     )
     .unwrap();
     let out = check(&["--history", file.to_str().unwrap()], TIMEOUT);
-    assert!(!out.success());
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "an error, not a verdict: {}",
+        out.stderr
+    );
     assert!(out.stderr.contains("line 2"), "{}", out.stderr);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
+/// A history the search cannot finish: twenty concurrent writes, a read of one of them at the
+/// primary and a later one of another. Two clients hand over from a write to a read at one
+/// instant, which only the search can take; it gives up, and so must the verdict.
+fn undecidable_history() -> String {
+    let line = |client: u64, op: &str, value: i64, invoke: u64, ret: u64| {
+        format!(
+            "{{\"client\":{client},\"server\":7000,\"op\":\"{op}\",\"value\":{value},\
+             \"invoke_ns\":{invoke},\"return_ns\":{ret},\"outcome\":\"ok\"}}\n"
+        )
+    };
+    let mut text = String::new();
+    for c in 1..=20 {
+        text += &line(c, "write", c as i64, 0, 100);
+    }
+    text += &line(1, "read", 5, 100, 150);
+    text += &line(2, "read", 5, 100, 150);
+    text += &line(99, "read", 5, 101, 150);
+    text += &line(100, "read", 6, 400, 500);
+    text
+}
+
+#[test]
+fn an_undecided_check_is_not_a_pass() {
+    let dir = scratch("undecided");
+    let file = dir.join("hard.jsonl");
+    std::fs::write(&file, undecidable_history()).unwrap();
+    let out = check(
+        &["--history", file.to_str().unwrap(), "--primary", "7000"],
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("sequentially consistent"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("): undecided: "), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("verdict     UNDECIDED: linearizability undecided"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// Nothing listens on the ports given: every operation fails, which proves nothing.
+#[test]
+fn a_run_in_which_nothing_succeeds_is_not_a_pass() {
+    let out_dir = scratch("nothing");
+    let port = free_port().to_string();
+    let out = check(
+        &[
+            "--primary",
+            &port,
+            "--duration",
+            "0.5",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(count(&out.stdout, "ok,"), 0, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("verdict     UNDECIDED: no operation succeeded, so nothing was tested"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

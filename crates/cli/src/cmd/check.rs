@@ -1,5 +1,10 @@
 //! `ditto check`: run a workload against a cluster (with faults, if asked), record the history,
 //! and check it for sequential consistency (and linearizability at the primary).
+//!
+//! The exit status is a verdict, so that scripts can tell a bug from a test that proved nothing:
+//! [`EXIT_OK`], [`EXIT_VIOLATION`], [`EXIT_UNDECIDED`] (a checker gave up, or no operation
+//! succeeded, so nothing was tested) and [`EXIT_ERROR`] (the check could not run); a bad
+//! command line exits with 2 like every ditto command.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +23,22 @@ use crate::check::proxy::Proxy;
 use crate::check::workload::{self, ClientSpec, Workload};
 use crate::cluster::{self, LocalCluster};
 
+/// Every check passed.
+pub const EXIT_OK: u8 = 0;
+/// A checker found a violation, or the replicas did not converge.
+pub const EXIT_VIOLATION: u8 = 1;
+/// Nothing was proved either way: a checker gave up, or no operation succeeded.
+pub const EXIT_UNDECIDED: u8 = 3;
+/// The check could not run: the cluster did not start, a file could not be read or written, or
+/// the history is malformed.
+pub const EXIT_ERROR: u8 = 4;
+
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 if every check passed, 1 on a violation (or replicas that \
+    did not converge), 2 on a bad command line, 3 if undecided (a checker gave up, or no \
+    operation succeeded, so nothing was tested), 4 if the check could not run."
+)]
 pub struct CheckArgs {
     /// Check a recorded history file (JSON lines) instead of running anything.
     #[arg(long, value_name = "FILE")]
@@ -82,7 +102,19 @@ fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
         .collect()
 }
 
+/// Runs `ditto check`; errors are printed here, so that they get their own exit status rather
+/// than the one of a violation.
 pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    Ok(match check(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    })
+}
+
+async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if let Some(file) = &args.history {
         let reader = std::io::BufReader::new(
             std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
@@ -228,7 +260,17 @@ async fn converge(cluster: &mut LocalCluster) -> Result<String, String> {
     }
 }
 
-/// Checks the history, prints the summary, writes the timeline; exit status 1 on a violation.
+/// What the checks concluded, worst first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Conclusion {
+    Violation,
+    Undecided,
+    Ok,
+}
+
+/// Checks the history, prints the summary, writes the timeline, and returns the exit status: a
+/// violation anywhere wins; then anything undecided (a checker that gave up, or a run in which
+/// no operation succeeded) keeps the verdict from being OK.
 fn report(
     history: &History,
     primary: Option<u16>,
@@ -250,11 +292,20 @@ fn report(
             println!("    {f}");
         }
     }
+    let mut conclusion = Conclusion::Ok;
+    let mut reasons: Vec<String> = Vec::new();
+    if count(Outcome::Ok) == 0 {
+        conclusion = Conclusion::Undecided;
+        reasons.push("no operation succeeded, so nothing was tested".to_owned());
+    }
     let started = std::time::Instant::now();
     let sc = seqcst::check(history)?;
     let sc_time = started.elapsed();
     println!("  sequential consistency ({:.1} ms): {sc}", ms(sc_time));
-    let mut failed = !sc.is_ok();
+    if !sc.is_ok() {
+        conclusion = Conclusion::Violation;
+        reasons.push("not sequentially consistent".to_owned());
+    }
     let mut highlight = Highlight::from(&sc);
     if let Some(primary) = primary {
         let started = std::time::Instant::now();
@@ -269,10 +320,18 @@ fn report(
             "  linearizability (all writes, reads at the primary :{primary}) ({:.1} ms): {lin}",
             ms(started.elapsed())
         );
-        if lin.violation().is_some() {
-            failed = true;
-            if sc.is_ok() {
-                highlight = Highlight::from(&lin);
+        match &lin {
+            linearizable::Verdict::Ok(_) => {}
+            linearizable::Verdict::Violation(_) => {
+                conclusion = Conclusion::Violation;
+                reasons.push("not linearizable at the primary".to_owned());
+                if sc.is_ok() {
+                    highlight = Highlight::from(&lin);
+                }
+            }
+            linearizable::Verdict::Exhausted(_) => {
+                conclusion = conclusion.min(Conclusion::Undecided);
+                reasons.push("linearizability undecided".to_owned());
             }
         }
     }
@@ -280,24 +339,30 @@ fn report(
         Some(Ok(text)) => println!("  convergence: {text}"),
         Some(Err(text)) => {
             println!("  convergence: FAILED: {text}");
-            failed = true;
+            conclusion = Conclusion::Violation;
+            reasons.push("the replicas did not converge".to_owned());
         }
         None => {}
     }
-    let title = if failed {
-        "ditto check: violation"
-    } else {
-        "ditto check: consistent"
+    let title = match conclusion {
+        Conclusion::Violation => "ditto check: violation",
+        Conclusion::Undecided => "ditto check: undecided",
+        Conclusion::Ok => "ditto check: consistent",
     };
     std::fs::write(timeline, render_html(history, &highlight, title))
         .with_context(|| format!("cannot write {}", timeline.display()))?;
     println!("  timeline    {}", timeline.display());
-    println!("  verdict     {}", if failed { "VIOLATION" } else { "OK" });
-    Ok(if failed {
-        ExitCode::FAILURE
+    let (word, code) = match conclusion {
+        Conclusion::Violation => ("VIOLATION", EXIT_VIOLATION),
+        Conclusion::Undecided => ("UNDECIDED", EXIT_UNDECIDED),
+        Conclusion::Ok => ("OK", EXIT_OK),
+    };
+    if reasons.is_empty() {
+        println!("  verdict     {word}");
     } else {
-        ExitCode::SUCCESS
-    })
+        println!("  verdict     {word}: {}", reasons.join("; "));
+    }
+    Ok(ExitCode::from(code))
 }
 
 fn ms(d: Duration) -> f64 {
