@@ -16,6 +16,7 @@ use anyhow::Context;
 use clap::Args;
 use ditto_check::timeline::{Highlight, render_html};
 use ditto_check::{History, OpKind, Outcome, Recorder, linearizable, seqcst};
+use ditto_server::{Client, Conclusion};
 use tokio::time::Instant;
 
 use crate::check::nemesis::{FaultEvent, FaultKind, Links, Nemesis};
@@ -126,6 +127,13 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if args.primary.is_some() && !args.nemesis.is_empty() {
         anyhow::bail!("--nemesis needs the cluster ditto check starts (drop --primary)");
     }
+    let servers = 1 + args.backups.len().max(usize::from(args.cluster_backups)) as u64;
+    if servers * u64::from(args.clients_per_server) > workload::MAX_CLIENTS {
+        anyhow::bail!(
+            "too many clients: at most {} in all (servers times --clients-per-server)",
+            workload::MAX_CLIENTS
+        );
+    }
     let recorder = Arc::new(Recorder::new());
     let start = Instant::now();
     let workload = Workload {
@@ -134,20 +142,26 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         write_ratio: args.writes,
         timeout: Duration::from_secs_f64(args.op_timeout),
         seed: args.seed,
+        tag: 1,
     };
-    let (primary, faults, converged) = match args.primary {
+    let (primary, initial, faults, converged) = match args.primary {
         Some(primary) => {
+            let initial = initial_value(primary, workload.timeout).await?;
+            let workload = Workload {
+                tag: workload::tag_after(initial),
+                ..workload
+            };
             let mut servers = vec![primary];
             servers.extend(&args.backups);
             let clients = specs(&servers, args.clients_per_server, |p| p);
             workload::run(&workload, &clients, recorder.clone()).await;
-            (primary, Vec::new(), None)
+            (primary, initial, Vec::new(), None)
         }
         None => managed(&args, &workload, recorder.clone(), start).await?,
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let history = recorder.history();
+    let history = recorder.history().with_initial(initial);
     let path = args.out.join("history.jsonl");
     let file =
         std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
@@ -181,14 +195,34 @@ fn specs(servers: &[u16], per_server: u16, dial: impl Fn(u16) -> u16) -> Vec<Cli
     clients
 }
 
+/// The register's value at the primary before the workload starts: the history's initial value.
+/// Without it, a check of a cluster that already holds a value would take every read of that
+/// value for a read of something nobody wrote.
+async fn initial_value(primary: u16, timeout: Duration) -> anyhow::Result<i64> {
+    let context = || format!("cannot read the starting value from the primary :{primary}");
+    let mut client = Client::connect(primary, timeout)
+        .await
+        .with_context(context)?;
+    let answer = client.request("READ").await;
+    match Conclusion::of(false, &answer) {
+        Conclusion::Done(Some(value)) => Ok(value),
+        _ => Err(anyhow::anyhow!("the reply was {answer:?}")).with_context(context),
+    }
+}
+
+/// What a run against a cluster produced besides its history: the primary's port, the value the
+/// register started from, the faults injected, and the convergence verdict (for a cluster of
+/// ditto check's own).
+type RunResult = (u16, i64, Vec<FaultEvent>, Option<Result<String, String>>);
+
 /// Starts a cluster behind proxies, runs the workload with the nemesis, heals, and checks that
-/// the replicas converge. Returns the primary's port, the faults, and the convergence verdict.
+/// the replicas converge.
 async fn managed(
     args: &CheckArgs,
     workload: &Workload,
     recorder: Arc<Recorder>,
     start: Instant,
-) -> anyhow::Result<(u16, Vec<FaultEvent>, Option<Result<String, String>>)> {
+) -> anyhow::Result<RunResult> {
     let n = args.cluster_backups as usize;
     let ports = free_ports(n + 1)?;
     let primary = ports[0];
@@ -204,6 +238,11 @@ async fn managed(
     }
     let mut cluster =
         LocalCluster::start_with(primary, &backups, &args.server_log_level, false).await?;
+    let initial = initial_value(primary, workload.timeout).await?;
+    let workload = &Workload {
+        tag: workload::tag_after(initial),
+        ..workload.clone()
+    };
     let dial: BTreeMap<u16, u16> = links
         .from_clients
         .iter()
@@ -225,7 +264,7 @@ async fn managed(
     let faults = faults?;
     let converged = converge(&mut cluster).await;
     cluster.stop().await;
-    Ok((primary, faults, Some(converged)))
+    Ok((primary, initial, faults, Some(converged)))
 }
 
 /// Waits (bounded) until every backup is synced and holds the primary's value and sequence.
@@ -260,9 +299,9 @@ async fn converge(cluster: &mut LocalCluster) -> Result<String, String> {
     }
 }
 
-/// What the checks concluded, worst first.
+/// What the checks found, worst first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Conclusion {
+enum Finding {
     Violation,
     Undecided,
     Ok,
@@ -279,6 +318,12 @@ fn report(
     converged: Option<Result<String, String>>,
 ) -> anyhow::Result<ExitCode> {
     let count = |o: Outcome| history.ops.iter().filter(|op| op.outcome == o).count();
+    if history.initial != 0 {
+        println!(
+            "  initial     the register held {} at the start",
+            history.initial
+        );
+    }
     println!(
         "  operations  {} attempted: {} ok, {} failed, {} unknown",
         history.len(),
@@ -292,10 +337,10 @@ fn report(
             println!("    {f}");
         }
     }
-    let mut conclusion = Conclusion::Ok;
+    let mut finding = Finding::Ok;
     let mut reasons: Vec<String> = Vec::new();
     if count(Outcome::Ok) == 0 {
-        conclusion = Conclusion::Undecided;
+        finding = Finding::Undecided;
         reasons.push("no operation succeeded, so nothing was tested".to_owned());
     }
     let started = std::time::Instant::now();
@@ -303,7 +348,7 @@ fn report(
     let sc_time = started.elapsed();
     println!("  sequential consistency ({:.1} ms): {sc}", ms(sc_time));
     if !sc.is_ok() {
-        conclusion = Conclusion::Violation;
+        finding = Finding::Violation;
         reasons.push("not sequentially consistent".to_owned());
     }
     let mut highlight = Highlight::from(&sc);
@@ -323,14 +368,14 @@ fn report(
         match &lin {
             linearizable::Verdict::Ok(_) => {}
             linearizable::Verdict::Violation(_) => {
-                conclusion = Conclusion::Violation;
+                finding = Finding::Violation;
                 reasons.push("not linearizable at the primary".to_owned());
                 if sc.is_ok() {
                     highlight = Highlight::from(&lin);
                 }
             }
             linearizable::Verdict::Exhausted(_) => {
-                conclusion = conclusion.min(Conclusion::Undecided);
+                finding = finding.min(Finding::Undecided);
                 reasons.push("linearizability undecided".to_owned());
             }
         }
@@ -339,23 +384,23 @@ fn report(
         Some(Ok(text)) => println!("  convergence: {text}"),
         Some(Err(text)) => {
             println!("  convergence: FAILED: {text}");
-            conclusion = Conclusion::Violation;
+            finding = Finding::Violation;
             reasons.push("the replicas did not converge".to_owned());
         }
         None => {}
     }
-    let title = match conclusion {
-        Conclusion::Violation => "ditto check: violation",
-        Conclusion::Undecided => "ditto check: undecided",
-        Conclusion::Ok => "ditto check: consistent",
+    let title = match finding {
+        Finding::Violation => "ditto check: violation",
+        Finding::Undecided => "ditto check: undecided",
+        Finding::Ok => "ditto check: consistent",
     };
     std::fs::write(timeline, render_html(history, &highlight, title))
         .with_context(|| format!("cannot write {}", timeline.display()))?;
     println!("  timeline    {}", timeline.display());
-    let (word, code) = match conclusion {
-        Conclusion::Violation => ("VIOLATION", EXIT_VIOLATION),
-        Conclusion::Undecided => ("UNDECIDED", EXIT_UNDECIDED),
-        Conclusion::Ok => ("OK", EXIT_OK),
+    let (word, code) = match finding {
+        Finding::Violation => ("VIOLATION", EXIT_VIOLATION),
+        Finding::Undecided => ("UNDECIDED", EXIT_UNDECIDED),
+        Finding::Ok => ("OK", EXIT_OK),
     };
     if reasons.is_empty() {
         println!("  verdict     {word}");
