@@ -230,11 +230,13 @@ pub enum InvalidHistory {
         /// The operation.
         index: usize,
     },
-    /// A write of 0: 0 is the initial value, so a read of 0 could not say which write it saw.
-    #[error("op #{index} writes 0, the initial value; written values must be non-zero")]
+    /// A write of the initial value: a read of it could not say which write it saw.
+    #[error("op #{index} writes {value}, the initial value; written values must differ from it")]
     WriteOfInitialValue {
         /// The operation.
         index: usize,
+        /// The initial value ([`History::initial`]).
+        value: Value,
     },
     /// A read returned `ok` without a value.
     #[error("op #{index} is an ok read without a value")]
@@ -278,7 +280,7 @@ pub enum ReadError {
         /// The I/O error.
         source: io::Error,
     },
-    /// A line is not a valid operation object.
+    /// A line is not a valid operation object (or, first, a valid header).
     #[error("line {line}: {source}")]
     Parse {
         /// 1-based line number.
@@ -293,12 +295,30 @@ pub enum ReadError {
 pub struct History {
     /// The operations; their positions are how verdicts name them.
     pub ops: Vec<Op>,
+    /// The register's value before the first operation: 0 for a fresh cluster, or the value a
+    /// check of a running cluster read before its workload started. The checkers treat it as
+    /// written by a virtual write that completed before anything else, so a read of it needs
+    /// no operation that wrote it.
+    pub initial: Value,
+}
+
+/// The optional first line of a history file, saying what the register held at the start.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    initial: Value,
 }
 
 impl History {
-    /// A history of the given operations, kept in the given order.
+    /// A history of the given operations, kept in the given order, starting from 0.
     pub fn new(ops: Vec<Op>) -> Self {
-        Self { ops }
+        Self { ops, initial: 0 }
+    }
+
+    /// The same history, starting from `initial` instead.
+    pub fn with_initial(mut self, initial: Value) -> Self {
+        self.initial = initial;
+        self
     }
 
     /// Number of operations.
@@ -321,10 +341,12 @@ impl History {
         self.ops.iter().filter_map(|op| op.server).collect()
     }
 
-    /// Reads a history from JSON lines: one [`Op`] object per line, blank lines ignored.
-    /// Errors name the 1-based line.
+    /// Reads a history from JSON lines: one [`Op`] object per line, blank lines ignored. The
+    /// first line may instead be a header `{"initial":5}` giving [`History::initial`]; without
+    /// one the register starts at 0. Errors name the 1-based line.
     pub fn from_jsonl(reader: impl BufRead) -> Result<Self, ReadError> {
-        let mut ops = Vec::new();
+        let mut history = Self::default();
+        let mut first = true;
         for (i, line) in reader.lines().enumerate() {
             let line_no = i + 1;
             let line = line.map_err(|source| ReadError::Io {
@@ -334,17 +356,33 @@ impl History {
             if line.trim().is_empty() {
                 continue;
             }
+            if std::mem::take(&mut first)
+                && let Ok(header) = serde_json::from_str::<Header>(&line)
+            {
+                history.initial = header.initial;
+                continue;
+            }
             let op = serde_json::from_str(&line).map_err(|source| ReadError::Parse {
                 line: line_no,
                 source,
             })?;
-            ops.push(op);
+            history.ops.push(op);
         }
-        Ok(Self { ops })
+        Ok(history)
     }
 
-    /// Writes the history as JSON lines, one operation per line, in the current order.
+    /// Writes the history as JSON lines, one operation per line, in the current order, after a
+    /// header line if the initial value is not 0.
     pub fn write_jsonl(&self, mut writer: impl Write) -> io::Result<()> {
+        if self.initial != 0 {
+            serde_json::to_writer(
+                &mut writer,
+                &Header {
+                    initial: self.initial,
+                },
+            )?;
+            writer.write_all(b"\n")?;
+        }
         for op in &self.ops {
             serde_json::to_writer(&mut writer, op)?;
             writer.write_all(b"\n")?;
@@ -352,11 +390,36 @@ impl History {
         writer.flush()
     }
 
-    /// Checks the rules every checker relies on: sane times, writes carry non-zero unique
-    /// values, ok reads carry a value, and each client has one completed operation in flight
-    /// at a time (after an `unknown` one it may go on at once, as it gave up waiting).
+    /// Checks every rule the checkers rely on: [`History::validate_structure`], and written
+    /// values that are unique and differ from the initial value, so that each read names the
+    /// one write it saw. The sequential-consistency checker needs all of it.
     pub fn validate(&self) -> Result<(), InvalidHistory> {
+        self.validate_structure()?;
         let mut writers: HashMap<Value, usize> = HashMap::new();
+        for (index, op) in self.ops.iter().enumerate() {
+            let (OpKind::Write, Some(value)) = (op.kind, op.value) else {
+                continue;
+            };
+            if value == self.initial {
+                return Err(InvalidHistory::WriteOfInitialValue { index, value });
+            }
+            if let Some(&first) = writers.get(&value) {
+                return Err(InvalidHistory::DuplicateWrite {
+                    value,
+                    first,
+                    second: index,
+                });
+            }
+            writers.insert(value, index);
+        }
+        Ok(())
+    }
+
+    /// Checks the rules without which a history means nothing: sane times, writes carry a
+    /// value, ok reads carry a value, and each client has one completed operation in flight at
+    /// a time (after an `unknown` one it may go on at once, as it gave up waiting). Values may
+    /// repeat; the linearizability checker copes with that, more slowly.
+    pub fn validate_structure(&self) -> Result<(), InvalidHistory> {
         for (index, op) in self.ops.iter().enumerate() {
             match op.return_ns {
                 Some(return_ns) if return_ns < op.invoke_ns => {
@@ -376,23 +439,10 @@ impl History {
             }
             match (op.kind, op.value) {
                 (OpKind::Write, None) => return Err(InvalidHistory::WriteWithoutValue { index }),
-                (OpKind::Write, Some(0)) => {
-                    return Err(InvalidHistory::WriteOfInitialValue { index });
-                }
-                (OpKind::Write, Some(value)) => {
-                    if let Some(&first) = writers.get(&value) {
-                        return Err(InvalidHistory::DuplicateWrite {
-                            value,
-                            first,
-                            second: index,
-                        });
-                    }
-                    writers.insert(value, index);
-                }
                 (OpKind::Read, None) if op.outcome == Outcome::Ok => {
                     return Err(InvalidHistory::ReadWithoutValue { index });
                 }
-                (OpKind::Read, _) => {}
+                _ => {}
             }
         }
         for ops in self.by_client().values() {
@@ -425,15 +475,13 @@ impl History {
 
 impl From<Vec<Op>> for History {
     fn from(ops: Vec<Op>) -> Self {
-        Self { ops }
+        Self::new(ops)
     }
 }
 
 impl FromIterator<Op> for History {
     fn from_iter<I: IntoIterator<Item = Op>>(iter: I) -> Self {
-        Self {
-            ops: iter.into_iter().collect(),
-        }
+        Self::new(iter.into_iter().collect())
     }
 }
 
@@ -458,6 +506,20 @@ mod tests {
         );
         assert!(text.lines().nth(3).unwrap().contains(r#""return_ns":null"#));
         assert_eq!(History::from_jsonl(&buf[..]).unwrap(), history);
+    }
+
+    #[test]
+    fn jsonl_round_trips_the_initial_value_in_a_header() {
+        let history = History::new(vec![Op::read(1, 7, 10, 20)]).with_initial(7);
+        let mut buf = Vec::new();
+        history.write_jsonl(&mut buf).unwrap();
+        let text = String::from_utf8(buf.clone()).unwrap();
+        assert_eq!(text.lines().next().unwrap(), r#"{"initial":7}"#);
+        assert_eq!(History::from_jsonl(&buf[..]).unwrap(), history);
+        // Only the first line may be a header.
+        let late = format!("{}\n{}\n", text.lines().nth(1).unwrap(), r#"{"initial":7}"#);
+        let err = History::from_jsonl(late.as_bytes()).unwrap_err();
+        assert!(matches!(err, ReadError::Parse { line: 2, .. }), "{err:?}");
     }
 
     #[test]
@@ -507,8 +569,14 @@ mod tests {
         ));
         assert!(matches!(
             bad(vec![Op::write(1, 0, 1, 2)]),
-            InvalidHistory::WriteOfInitialValue { index: 0 }
+            InvalidHistory::WriteOfInitialValue { index: 0, value: 0 }
         ));
+        let from_7 = History::new(vec![Op::write(1, 0, 1, 2), Op::write(1, 7, 3, 4)]);
+        assert!(matches!(
+            from_7.clone().with_initial(7).validate().unwrap_err(),
+            InvalidHistory::WriteOfInitialValue { index: 1, value: 7 }
+        ));
+        from_7.with_initial(5).validate().unwrap();
         assert!(matches!(
             bad(vec![
                 Op::write(1, 5, 1, 2),

@@ -1,15 +1,19 @@
 //! A linearizability checker for the register, over a chosen subset of a history.
 //!
 //! Linearizability asks for one total order of the operations in which every read returns the
-//! latest write before it, and which respects real time: an operation that returned before
-//! another was invoked comes first. The check is the Wing–Gong search with Lowe's memoization,
-//! as in Porcupine: repeatedly pick an operation that may take effect next (one invoked before
-//! the earliest pending return), apply it to the register, and backtrack on a dead end, never
-//! exploring the same (set of operations taken, register value) twice. A read that fits the
-//! register when it may take effect is taken at once without trying alternatives (delaying a
-//! read never helps), which removes most branching on real histories. The search keeps an
-//! explicit stack, so long histories cannot overflow the thread's stack, and it gives up with
-//! [`Verdict::Exhausted`] after [`Config::max_states`] states rather than running for ever.
+//! latest write before it (or the initial value, [`History::initial`], if there is none), and
+//! which respects real time: an operation that returned before another was invoked comes first.
+//!
+//! Deciding it is NP-complete in general, but not for a register whose written values are
+//! unique, which is what ditto's workloads produce: then each read names the one write it saw,
+//! and [`check`] decides in O(n log n) time with the *zones* of Gibbons and Korach (see
+//! *Zones* below). Only when some value is written twice (or a write repeats the
+//! initial value) does it fall back to [`search`], the Wing–Gong/Lowe search, which is
+//! exponential in the worst case and gives up after [`Config::max_states`] states with
+//! [`Verdict::Exhausted`]. An exhausted search decides nothing: it is neither a pass nor a
+//! violation.
+//!
+//! # What takes part
 //!
 //! - Operation `a` must precede `b` if `a.return_ns < b.invoke_ns`, or if both belong to one
 //!   client and `a` completed before `b` was issued (so equal timestamps never reorder a
@@ -23,19 +27,70 @@
 //! selected too, or that read has nothing to read from. To check "operations made at the
 //! primary" while clients also write through backups, select all writes plus the primary's reads
 //! (writes through a backup take effect at the primary before they are acknowledged).
+//!
+//! # Zones
+//!
+//! With unique values, group each write with the reads of its value into a *cluster*; the
+//! initial value is a cluster of its own whose write is virtual, invoked and returned at
+//! −infinity. In any linearization a cluster is one contiguous block, its write first: after a
+//! value is written and before it is overwritten, only reads of it can take effect, and once
+//! overwritten it never comes back. So a linearization is an order of the clusters, and real
+//! time constrains only that order: if some operation of cluster `C` returned before some
+//! operation of cluster `D` was invoked, `C` comes before `D`. With `f(C)` the earliest return
+//! and `s(C)` the latest invocation in `C`, that is `C → D` exactly when `f(C) < s(D)`.
+//!
+//! The history is therefore linearizable if and only if
+//!
+//! 1. every read has a write of its value (or reads the initial value) that was invoked before
+//!    the read returned, so that the write can come first in its block, and
+//! 2. the relation `→` between clusters has no cycle.
+//!
+//! A cycle of `→` always contains a cycle of two: take the cluster `D` of the cycle with the
+//! least `s(D)` and its predecessor `C`; then `f(C) < s(D) ≤ s(E)` for every cluster `E` of the
+//! cycle, so `C → E` for all of them, including `C`'s own predecessor, which points back at
+//! `C`. A cycle of two, `f(C) < s(D)` and `f(D) < s(C)`, is what Gibbons and Korach and later
+//! Golab, Li and Shah phrase with zones: a cluster's *forward zone* is `[f(C), s(C)]` when
+//! `f(C) < s(C)`, else its *backward zone* is `[s(C), f(C)]`; two clusters form a cycle exactly
+//! when their forward zones overlap, or one's backward zone lies inside the other's forward
+//! zone (two backward zones never do). Sorting the forward zones by their left end finds an
+//! overlap between neighbours, and a binary search among them finds a forward zone around each
+//! backward one, so the whole check is a sort: O(n log n).
+//!
+//! - P. B. Gibbons and E. Korach, *Testing shared memories*, SIAM Journal on Computing 26(4),
+//!   1997: linearizability of a register with a known read mapping (unique values) in
+//!   O(n log n).
+//! - W. Golab, X. Li and M. A. Shah, *Analyzing consistency properties for fun and profit*,
+//!   PODC 2011: the same conditions as zones and clusters.
+//!
+//! Equal timestamps need one more step: the zones want every operation to be an interval on a
+//! line, but "concurrent unless they are one client's" is not always such an order (two
+//! clients that each return one operation and invoke the next at the same nanosecond). The
+//! check orders the events of each instant so that intervals say exactly what the rule says,
+//! and falls back to the search in the one case where no such order exists. Histories recorded
+//! by [`Recorder`](crate::Recorder) have distinct times throughout.
+//!
+//! # Explanations
+//!
+//! A violation is reported at the earliest moment the history up to then already has one (a
+//! binary search over time, each step a zone check of what had happened by then), in the
+//! fewest operations that show it: a read of a value nobody wrote, a read that returned before
+//! the write of its value was invoked, or two values each of which the register must have held
+//! before the other, with the pair of operations that forces each order.
 
-use std::collections::{HashMap, HashSet};
+mod search;
+mod zones;
+
 use std::fmt;
 
 use crate::history::{History, IndexedOp, InvalidHistory, Op, OpKind, Outcome, Value, ms};
 
-/// Limits of the search.
+/// Limits of the search (the zone check needs none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// How many distinct (operations taken, register value) states to explore before giving up
-    /// with [`Verdict::Exhausted`]. A state costs about 130 bytes (more when many operations
-    /// overlap), so the default of a million bounds memory near 130 MB; a consistent run of
-    /// 100 000 operations from 8 clients needs a few hundred thousand.
+    /// How many distinct (operations taken, register value) states [`search`] explores before
+    /// giving up with [`Verdict::Exhausted`]. A state costs about 130 bytes (more when many
+    /// operations overlap), so the default of a million bounds memory near 130 MB; a
+    /// consistent run of 100 000 operations from 8 clients needs a few hundred thousand.
     pub max_states: usize,
 }
 
@@ -48,19 +103,47 @@ impl Default for Config {
 }
 
 /// Checks that the operations of `history` for which `select` is true are linearizable; see the
-/// module documentation.
+/// module documentation. Decides every history whose checked writes have unique values (in
+/// O(n log n)); searches, within `config`, when they do not.
 ///
-/// Returns `Err` only if the history breaks the rules in [`History::validate`].
+/// Returns `Err` only if the history breaks the rules in [`History::validate_structure`].
 pub fn check(
     history: &History,
     select: impl Fn(&Op) -> bool,
     config: &Config,
 ) -> Result<Verdict, InvalidHistory> {
-    history.validate()?;
+    history.validate_structure()?;
+    let ops = participants(history, select);
+    Ok(match zones::check(history, &ops) {
+        Ok(verdict) => verdict,
+        Err(why) => search::run(history, ops, config.max_states, why),
+    })
+}
+
+/// Like [`check`], but always with the Wing–Gong/Lowe search, which copes with repeated values
+/// and may give up. For comparing the two algorithms; [`check`] is the one to use.
+pub fn search(
+    history: &History,
+    select: impl Fn(&Op) -> bool,
+    config: &Config,
+) -> Result<Verdict, InvalidHistory> {
+    history.validate_structure()?;
+    let ops = participants(history, select);
+    Ok(search::run(
+        history,
+        ops,
+        config.max_states,
+        WhySearch::Requested,
+    ))
+}
+
+/// The selected operations that take part (see the module documentation), in invocation order,
+/// ties by position.
+fn participants(history: &History, select: impl Fn(&Op) -> bool) -> Vec<usize> {
     let selected: Vec<usize> = (0..history.len())
         .filter(|&i| select(&history.ops[i]))
         .collect();
-    let observed: HashSet<Value> = selected
+    let observed: std::collections::HashSet<Value> = selected
         .iter()
         .map(|&i| &history.ops[i])
         .filter(|op| op.is_ok_read())
@@ -80,7 +163,7 @@ pub fn check(
         })
         .collect();
     ops.sort_by_key(|&i| (history.ops[i].invoke_ns, i));
-    Ok(Search::new(history, ops).run(config.max_states))
+    ops
 }
 
 /// The answer of [`check`].
@@ -90,7 +173,7 @@ pub enum Verdict {
     Ok(Stats),
     /// No such order exists.
     Violation(Violation),
-    /// The search hit [`Config::max_states`] before deciding.
+    /// The search hit [`Config::max_states`] before deciding: nothing is known.
     Exhausted(Exhausted),
 }
 
@@ -107,37 +190,99 @@ impl Verdict {
             _ => None,
         }
     }
+
+    /// True if the check gave up without deciding.
+    pub fn is_undecided(&self) -> bool {
+        matches!(self, Verdict::Exhausted(_))
+    }
 }
 
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Verdict::Ok(stats) => write!(
-                f,
-                "linearizable: {} ops, {} states explored",
-                stats.ops, stats.states
-            ),
+            Verdict::Ok(stats) => write!(f, "linearizable: {stats}"),
             Verdict::Violation(v) => write!(f, "not linearizable: {v}"),
             Verdict::Exhausted(e) => write!(
                 f,
-                "undecided: gave up after {} states; the longest linearizable prefix found has {} of {} ops",
-                e.states, e.longest_prefix, e.ops
+                "undecided: {}, so the exhaustive search ran, and it gave up after {} states; \
+                 the longest linearizable prefix found has {} of {} ops",
+                e.why, e.states, e.longest_prefix, e.ops
             ),
         }
     }
 }
 
+/// How a verdict was reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// The zone check: unique values, O(n log n), always decides.
+    Zones,
+    /// The Wing–Gong/Lowe search, for the given reason.
+    Search(WhySearch),
+}
+
+/// Why [`check`] searched instead of checking zones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhySearch {
+    /// Two checked writes write this value, or one writes the initial value: a read of it does
+    /// not say which write it saw.
+    RepeatedValue {
+        /// The value.
+        value: Value,
+    },
+    /// At this instant two clients each returned an operation and invoked their next one (or
+    /// one client did so twice around an unknown operation), an order of events that no set
+    /// of intervals on a line reproduces.
+    SimultaneousHandoffs {
+        /// The instant, in nanoseconds.
+        at_ns: u64,
+    },
+    /// [`search`] was called.
+    Requested,
+}
+
+impl fmt::Display for WhySearch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WhySearch::RepeatedValue { value } => {
+                write!(f, "the value {value} is written more than once")
+            }
+            WhySearch::SimultaneousHandoffs { at_ns } => write!(
+                f,
+                "two clients each finished one operation and began the next at {} ms",
+                ms(*at_ns)
+            ),
+            WhySearch::Requested => write!(f, "the search was asked for"),
+        }
+    }
+}
+
 /// What an accepted check covered.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stats {
     /// Operations that took part (selected, and not left out as described in the module docs).
     pub ops: usize,
-    /// Distinct states the search explored.
+    /// Distinct states the search explored; 0 for the zone check.
     pub states: usize,
+    /// How the verdict was reached.
+    pub method: Method,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.method {
+            Method::Zones => write!(f, "{} ops, by zones", self.ops),
+            Method::Search(why) => write!(
+                f,
+                "{} ops, by search ({why}), {} states explored",
+                self.ops, self.states
+            ),
+        }
+    }
 }
 
 /// How far an undecided search got.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exhausted {
     /// Operations that took part.
     pub ops: usize,
@@ -145,15 +290,148 @@ pub struct Exhausted {
     pub states: usize,
     /// Length of the longest linearizable prefix found.
     pub longest_prefix: usize,
+    /// Why the search ran.
+    pub why: WhySearch,
 }
 
-/// Where every attempt to linearize got stuck.
+/// Why the operations cannot be linearized, in the fewest operations found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// A read returned a value that no checked write wrote (and that is not the initial value).
+    ReadOfUnwrittenValue {
+        /// The read.
+        read: IndexedOp,
+        /// A write of that value that is not checked: it failed, or was not selected.
+        unchecked_write: Option<IndexedOp>,
+    },
+    /// A read returned before the only write of its value was invoked.
+    ReadBeforeWrite {
+        /// The read.
+        read: IndexedOp,
+        /// The write.
+        write: IndexedOp,
+    },
+    /// The register must have held each of two values before the other.
+    Cycle {
+        /// Why it held `first.earlier` before `first.later`.
+        first: Box<Precedes>,
+        /// Why it held `first.later` before `first.earlier`.
+        second: Box<Precedes>,
+    },
+    /// Found by the search: where every attempt to linearize got stuck.
+    Stuck(Stuck),
+}
+
+impl Violation {
+    /// Positions in the history of the operations to highlight, sorted.
+    pub fn ops(&self) -> Vec<usize> {
+        let mut ops = match self {
+            Violation::ReadOfUnwrittenValue {
+                read,
+                unchecked_write,
+            } => {
+                let mut ops = vec![read.index];
+                ops.extend(unchecked_write.as_ref().map(|w| w.index));
+                ops
+            }
+            Violation::ReadBeforeWrite { read, write } => vec![read.index, write.index],
+            Violation::Cycle { first, second } => {
+                let mut ops = first.ops();
+                ops.extend(second.ops());
+                ops
+            }
+            Violation::Stuck(stuck) => stuck.ops(),
+        };
+        ops.sort_unstable();
+        ops.dedup();
+        ops
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::ReadOfUnwrittenValue {
+                read,
+                unchecked_write,
+            } => {
+                let v = read.op.value.unwrap_or_default();
+                write!(f, "{read} returned {v}, but ")?;
+                match unchecked_write {
+                    Some(w) if w.op.outcome == Outcome::Fail => write!(
+                        f,
+                        "the only write of {v} failed, so it was never applied: {w}"
+                    )?,
+                    Some(w) => write!(f, "the only write of {v} is not among those checked: {w}")?,
+                    None => write!(f, "no operation wrote {v}")?,
+                }
+            }
+            Violation::ReadBeforeWrite { read, write } => {
+                let v = read.op.value.unwrap_or_default();
+                write!(
+                    f,
+                    "{read} returned {v} before the only write of {v} was invoked: {write}"
+                )?;
+            }
+            Violation::Cycle { first, second } => {
+                write!(
+                    f,
+                    "the register held {first}; and it held {second}: as each value is written \
+                     once, no order of the operations explains both"
+                )?;
+            }
+            Violation::Stuck(stuck) => return write!(f, "{stuck}"),
+        }
+        let ops: Vec<String> = self.ops().iter().map(|i| format!("#{i}")).collect();
+        let noun = if ops.len() == 1 { "op" } else { "ops" };
+        write!(f, " ({noun} {})", ops.join(", "))
+    }
+}
+
+/// One half of a [`Violation::Cycle`]: the register held `earlier` before `later`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Precedes {
+    /// The value held first.
+    pub earlier: Value,
+    /// The write of `earlier`, or `None` if it is the initial value.
+    pub earlier_write: Option<IndexedOp>,
+    /// The value held later.
+    pub later: Value,
+    /// The reason: an operation writing or reading `earlier` that returned before an operation
+    /// writing or reading `later` was invoked; `None` if `earlier` is the initial value, which
+    /// the register holds before any write.
+    pub because: Option<(IndexedOp, IndexedOp)>,
+}
+
+impl Precedes {
+    fn ops(&self) -> Vec<usize> {
+        let mut ops: Vec<usize> = self.earlier_write.iter().map(|w| w.index).collect();
+        if let Some((returned, invoked)) = &self.because {
+            ops.extend([returned.index, invoked.index]);
+        }
+        ops
+    }
+}
+
+impl fmt::Display for Precedes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} before {}, as ", self.earlier, self.later)?;
+        match &self.because {
+            Some((returned, invoked)) => {
+                write!(f, "{returned} returned before {invoked} was invoked")
+            }
+            None => write!(f, "{} is the initial value", self.earlier),
+        }
+    }
+}
+
+/// Where every attempt of the search to linearize got stuck.
 ///
 /// The search found an order for the operations in `prefix` and then none of the operations
 /// that could take effect next (those invoked before the earliest pending return) fits the
 /// register's value.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Violation {
+pub struct Stuck {
     /// Operations that took part.
     pub checked: usize,
     /// Positions in the history of the longest linearizable prefix found, in linearization
@@ -170,7 +448,7 @@ pub struct Violation {
     pub deadline: IndexedOp,
 }
 
-impl Violation {
+impl Stuck {
     /// Positions in the history of the operations to highlight: the write that set the
     /// register and the operations that could not follow it.
     pub fn ops(&self) -> Vec<usize> {
@@ -186,7 +464,7 @@ impl Violation {
 /// How many stuck operations to list in words; the rest are counted.
 const LISTED: usize = 8;
 
-impl fmt::Display for Violation {
+impl fmt::Display for Stuck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -217,334 +495,4 @@ impl fmt::Display for Violation {
             ms(returned)
         )
     }
-}
-
-/// The search state. Operations are numbered `0..n` in invocation order; `n` is the sentinel
-/// of two circular doubly-linked lists holding the operations not yet linearized, one in
-/// invocation order (to enumerate candidates) and one in return order (whose head is the
-/// earliest pending return). Taking an operation unlinks it from both; backtracking relinks it
-/// in the reverse order, which restores the lists exactly (Knuth's dancing links).
-struct Search<'h> {
-    history: &'h History,
-    /// History position of each operation.
-    ops: Vec<usize>,
-    invoke: Vec<u64>,
-    /// `u64::MAX` for an `unknown` write.
-    ret: Vec<u64>,
-    /// `Some(v)` for a write of `v`, `None` for a read (whose value is in `read_value`).
-    writes: Vec<Option<Value>>,
-    read_value: Vec<Value>,
-    /// The client's previous completed operation, which must be taken first.
-    after: Vec<Option<usize>>,
-    inv_next: Vec<usize>,
-    inv_prev: Vec<usize>,
-    ret_next: Vec<usize>,
-    ret_prev: Vec<usize>,
-    taken: Vec<u64>,
-}
-
-/// One linearized operation on the explicit stack, with what to restore when backtracking.
-struct Frame {
-    op: usize,
-    state_before: Value,
-    max_taken_before: Option<usize>,
-    /// Taken as a fitting read, the only choice tried at its node.
-    forced: bool,
-}
-
-/// A memoized state: all operations below `64 * start_word` taken, then the taken-bits from
-/// there to the highest taken operation, and the register value. Only operations concurrent
-/// with the earliest pending one are spelled out, which keeps keys short in long histories.
-type Key = (u32, Value, Box<[u64]>);
-
-/// The longest prefix found so far. `stable` is how much of the current stack still equals it,
-/// so that growing it copies only what changed.
-#[derive(Default)]
-struct Longest {
-    ops: Vec<usize>,
-    state: Value,
-    stable: usize,
-    stuck: Option<(Vec<usize>, usize)>,
-}
-
-impl<'h> Search<'h> {
-    fn new(history: &'h History, ops: Vec<usize>) -> Self {
-        let n = ops.len();
-        let op = |i: usize| &history.ops[ops[i]];
-        let invoke: Vec<u64> = (0..n).map(|i| op(i).invoke_ns).collect();
-        let ret: Vec<u64> = (0..n)
-            .map(|i| match op(i).outcome {
-                Outcome::Ok => op(i).return_ns.unwrap_or(u64::MAX),
-                _ => u64::MAX,
-            })
-            .collect();
-        let writes = (0..n)
-            .map(|i| (op(i).kind == OpKind::Write).then(|| op(i).value.unwrap_or_default()))
-            .collect();
-        let read_value = (0..n).map(|i| op(i).value.unwrap_or_default()).collect();
-        let mut last_of_client = HashMap::new();
-        let mut after = vec![None; n];
-        for (i, slot) in after.iter_mut().enumerate() {
-            *slot = last_of_client
-                .insert(op(i).client, i)
-                .filter(|&prev| ret[prev] != u64::MAX);
-        }
-        let mut by_return: Vec<usize> = (0..n).collect();
-        by_return.sort_by_key(|&i| (ret[i], i));
-        let by_invoke: Vec<usize> = (0..n).collect();
-        let (inv_next, inv_prev) = circular_list(&by_invoke);
-        let (ret_next, ret_prev) = circular_list(&by_return);
-        Self {
-            history,
-            ops,
-            invoke,
-            ret,
-            writes,
-            read_value,
-            after,
-            inv_next,
-            inv_prev,
-            ret_next,
-            ret_prev,
-            taken: vec![0; n.div_ceil(64)],
-        }
-    }
-
-    fn run(mut self, max_states: usize) -> Verdict {
-        let n = self.ops.len();
-        let mut state: Value = 0;
-        let mut max_taken: Option<usize> = None;
-        let mut finite_left = self.ret.iter().filter(|&&r| r != u64::MAX).count();
-        let mut stack: Vec<Frame> = Vec::new();
-        let mut seen: HashSet<Key> = HashSet::new();
-        let mut longest = Longest::default();
-        // Where to resume at the current node: `None` on a first visit; after backtracking, the
-        // candidate after the one just undone (`n` when no other candidate may be tried).
-        let mut resume: Option<usize> = None;
-        loop {
-            // Unknown writes never have to be taken: once every completed operation is, the
-            // rest may all be left out.
-            if finite_left == 0 {
-                return Verdict::Ok(Stats {
-                    ops: n,
-                    states: seen.len(),
-                });
-            }
-            let deadline = self.ret_next[n];
-            let bound = self.ret[deadline];
-            // A read that fits now may as well take effect now: any linearization that takes
-            // it later stays valid with it moved here, as a read changes nothing and nothing
-            // pending must precede it. So it is the only choice tried, which keeps the search
-            // from branching on every read.
-            let forced = if resume.is_none() {
-                self.fitting_read(bound, state)
-            } else {
-                None
-            };
-            let mut c = resume.unwrap_or(self.inv_next[n]);
-            let mut next = None;
-            if let Some(read) = forced {
-                c = read;
-                next = self.try_take(read, state, max_taken, &mut seen);
-            } else {
-                while c != n && self.invoke[c] <= bound {
-                    next = self.try_take(c, state, max_taken, &mut seen);
-                    if next.is_some() {
-                        break;
-                    }
-                    c = self.inv_next[c];
-                }
-            }
-            if let Some((next_state, new_max)) = next {
-                if seen.len() > max_states {
-                    return Verdict::Exhausted(Exhausted {
-                        ops: n,
-                        states: seen.len(),
-                        longest_prefix: longest.ops.len().max(stack.len()),
-                    });
-                }
-                stack.push(Frame {
-                    op: c,
-                    state_before: state,
-                    max_taken_before: max_taken,
-                    forced: forced.is_some(),
-                });
-                self.unlink(c);
-                state = next_state;
-                max_taken = Some(new_max);
-                if self.ret[c] != u64::MAX {
-                    finite_left -= 1;
-                }
-                longest.grow(&stack, state);
-                resume = None;
-                continue;
-            }
-            if longest.stuck.is_none() && longest.stable == stack.len() {
-                longest.stuck = Some((self.candidates(bound), deadline));
-            }
-            let Some(frame) = stack.pop() else {
-                return Verdict::Violation(self.violation(longest));
-            };
-            self.relink(frame.op);
-            self.set_taken(frame.op, false);
-            state = frame.state_before;
-            max_taken = frame.max_taken_before;
-            if self.ret[frame.op] != u64::MAX {
-                finite_left += 1;
-            }
-            resume = Some(if frame.forced {
-                n
-            } else {
-                self.inv_next[frame.op]
-            });
-            longest.stable = longest.stable.min(stack.len());
-        }
-    }
-
-    /// Marks `i` taken if it may take effect now, fits the register, and leads to a state not
-    /// seen before; returns the new register value and highest taken operation.
-    fn try_take(
-        &mut self,
-        i: usize,
-        state: Value,
-        max_taken: Option<usize>,
-        seen: &mut HashSet<Key>,
-    ) -> Option<(Value, usize)> {
-        if !self.after[i].is_none_or(|p| self.is_taken(p)) {
-            return None;
-        }
-        let next_state = self.apply(i, state)?;
-        let new_max = max_taken.map_or(i, |m| m.max(i));
-        self.set_taken(i, true);
-        if seen.insert(self.key(i, new_max, next_state)) {
-            Some((next_state, new_max))
-        } else {
-            self.set_taken(i, false);
-            None
-        }
-    }
-
-    /// A read that may take effect now (invoked no later than `bound`, its client's previous
-    /// operation taken) and returns `state`.
-    fn fitting_read(&self, bound: u64, state: Value) -> Option<usize> {
-        let n = self.ops.len();
-        let mut c = self.inv_next[n];
-        while c != n && self.invoke[c] <= bound {
-            if self.writes[c].is_none()
-                && self.read_value[c] == state
-                && self.after[c].is_none_or(|p| self.is_taken(p))
-            {
-                return Some(c);
-            }
-            c = self.inv_next[c];
-        }
-        None
-    }
-
-    /// The register after applying operation `i` to `state`, if the operation fits.
-    fn apply(&self, i: usize, state: Value) -> Option<Value> {
-        match self.writes[i] {
-            Some(v) => Some(v),
-            None => (self.read_value[i] == state).then_some(state),
-        }
-    }
-
-    /// The memo key after taking `i` (already marked taken).
-    fn key(&self, i: usize, max_taken: usize, state: Value) -> Key {
-        let n = self.ops.len();
-        let first = self.inv_next[n];
-        let first_pending = if first == i { self.inv_next[i] } else { first };
-        let start_word = first_pending / 64;
-        let end_word = max_taken / 64 + 1;
-        let words = self.taken[start_word.min(end_word)..end_word].into();
-        (start_word as u32, state, words)
-    }
-
-    /// Operations that could be taken now: invoked no later than `bound`.
-    fn candidates(&self, bound: u64) -> Vec<usize> {
-        let n = self.ops.len();
-        let mut out = Vec::new();
-        let mut c = self.inv_next[n];
-        while c != n && self.invoke[c] <= bound {
-            out.push(c);
-            c = self.inv_next[c];
-        }
-        out
-    }
-
-    fn violation(&self, longest: Longest) -> Violation {
-        let indexed = |i: usize| IndexedOp::new(self.history, self.ops[i]);
-        let (stuck, deadline) = longest.stuck.unwrap_or_default();
-        Violation {
-            checked: self.ops.len(),
-            prefix: longest.ops.iter().map(|&i| self.ops[i]).collect(),
-            register: longest.state,
-            last_write: longest
-                .ops
-                .iter()
-                .rev()
-                .find(|&&i| self.writes[i].is_some())
-                .map(|&i| indexed(i)),
-            stuck: stuck.into_iter().map(indexed).collect(),
-            deadline: indexed(deadline),
-        }
-    }
-
-    fn is_taken(&self, i: usize) -> bool {
-        self.taken[i / 64] & (1 << (i % 64)) != 0
-    }
-
-    fn set_taken(&mut self, i: usize, taken: bool) {
-        if taken {
-            self.taken[i / 64] |= 1 << (i % 64);
-        } else {
-            self.taken[i / 64] &= !(1 << (i % 64));
-        }
-    }
-
-    fn unlink(&mut self, i: usize) {
-        let (p, q) = (self.inv_prev[i], self.inv_next[i]);
-        self.inv_next[p] = q;
-        self.inv_prev[q] = p;
-        let (p, q) = (self.ret_prev[i], self.ret_next[i]);
-        self.ret_next[p] = q;
-        self.ret_prev[q] = p;
-    }
-
-    fn relink(&mut self, i: usize) {
-        let (p, q) = (self.inv_prev[i], self.inv_next[i]);
-        self.inv_next[p] = i;
-        self.inv_prev[q] = i;
-        let (p, q) = (self.ret_prev[i], self.ret_next[i]);
-        self.ret_next[p] = i;
-        self.ret_prev[q] = i;
-    }
-}
-
-impl Longest {
-    fn grow(&mut self, stack: &[Frame], state: Value) {
-        if stack.len() > self.ops.len() {
-            self.ops.truncate(self.stable);
-            self.ops.extend(stack[self.stable..].iter().map(|f| f.op));
-            self.stable = stack.len();
-            self.state = state;
-            self.stuck = None;
-        }
-    }
-}
-
-/// `next` and `prev` arrays of a circular list of `order` with sentinel `order.len()`.
-fn circular_list(order: &[usize]) -> (Vec<usize>, Vec<usize>) {
-    let n = order.len();
-    let mut next = vec![n; n + 1];
-    let mut prev = vec![n; n + 1];
-    let mut last = n;
-    for &i in order {
-        next[last] = i;
-        prev[i] = last;
-        last = i;
-    }
-    next[last] = n;
-    prev[n] = last;
-    (next, prev)
 }

@@ -2,12 +2,12 @@
 //!
 //! Sequential consistency asks for one total order of all operations that respects each
 //! client's program order and in which every read returns the latest write before it. In
-//! general that search is NP-complete, but here every written value is unique and non-zero, so
-//! each read names the write it saw, and the question shrinks to: is there an order of the
-//! *writes* compatible with what every client saw, one step after another?
+//! general that search is NP-complete, but here every written value is unique and differs from
+//! the initial value, so each read names the write it saw, and the question shrinks to: is
+//! there an order of the *writes* compatible with what every client saw, one step after another?
 //!
 //! Each pair of consecutive operations in a process says something about that order (`w_v` is
-//! the write of value `v`, `w_0` the implicit initial write):
+//! the write of value `v`, `w_0` the implicit write of the initial value, [`History::initial`]):
 //!
 //! | first, then   | constraint   |
 //! |---------------|--------------|
@@ -220,7 +220,8 @@ impl fmt::Display for Violation {
                     write!(f, "{c}")?;
                 }
                 if *through_initial {
-                    write!(f, "; the initial value 0 precedes every write")?;
+                    let initial = constraints.first().map_or(0, |c| c.initial);
+                    write!(f, "; the initial value {initial} precedes every write")?;
                 }
                 let claims = constraints.len() + usize::from(*through_initial);
                 let all = if claims == 2 { "both" } else { "all of these" };
@@ -234,9 +235,11 @@ impl fmt::Display for Violation {
 }
 
 /// One step of a cycle: `client` did `first` then `second`, so the write `later` must follow
-/// the write `earlier` (`None` stands for the implicit initial write of 0).
+/// the write `earlier` (`None` stands for the implicit write of the initial value).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Constraint {
+    /// The history's initial value, which `None` stands for.
+    pub initial: Value,
     /// The client whose program order imposes the constraint.
     pub client: ClientId,
     /// Its earlier operation.
@@ -257,8 +260,8 @@ impl fmt::Display for Constraint {
             self.client,
             did(&self.first.op),
             did(&self.second.op),
-            write_name(self.later.as_ref()),
-            write_name(self.earlier.as_ref()),
+            write_name(self.later.as_ref(), self.initial),
+            write_name(self.earlier.as_ref(), self.initial),
         )
     }
 }
@@ -278,10 +281,10 @@ fn did(op: &Op) -> String {
     }
 }
 
-fn write_name(write: Option<&IndexedOp>) -> String {
+fn write_name(write: Option<&IndexedOp>, initial: Value) -> String {
     match write {
         Some(w) => format!("write {}", value(&w.op)),
-        None => "the initial value 0".to_string(),
+        None => format!("the initial value {initial}"),
     }
 }
 
@@ -325,7 +328,7 @@ impl Writes {
                 nodes.push(Some(index));
             }
         }
-        node_of.insert(0, INITIAL);
+        node_of.insert(history.initial, INITIAL);
         Self {
             by_value,
             node_of,
@@ -491,6 +494,7 @@ impl ConstraintGraph {
     ) -> Constraint {
         let write = |node: u32| writes.nodes[node as usize].map(|i| IndexedOp::new(history, i));
         Constraint {
+            initial: history.initial,
             client: history.ops[first].client,
             first: IndexedOp::new(history, first),
             second: IndexedOp::new(history, second),

@@ -79,34 +79,117 @@ fn a_healthy_cluster_passes_and_leaves_a_history_and_a_timeline() {
     assert!(html.contains("<svg"), "the timeline draws the history");
 }
 
+/// The README's tour leaves the register at 5; a check of that cluster must start from 5 rather
+/// than take every read of it for a read of a value nobody wrote. A second check then starts
+/// from the first one's last write, and must not write that value again.
 #[test]
-fn a_running_cluster_can_be_checked_by_its_ports() {
+fn a_running_cluster_can_be_checked_by_its_ports_from_the_value_it_holds() {
     let cluster = start_cluster(2);
-    let out_dir = scratch("ports");
+    assert_eq!(
+        Conn::connect(cluster.primary.port).request("WRITE:5"),
+        "ACK"
+    );
     let backups: Vec<String> = cluster.backup_ports().iter().map(u16::to_string).collect();
+    let primary = cluster.primary.port.to_string();
+    for round in ["first", "second"] {
+        let out_dir = scratch("ports");
+        let out = check(
+            &[
+                "--primary",
+                &primary,
+                "--backups",
+                &backups.join(","),
+                "--duration",
+                "1",
+                "--ops",
+                "600",
+                "--out",
+                out_dir.to_str().unwrap(),
+            ],
+            Duration::from_secs(60),
+        );
+        assert!(
+            out.success(),
+            "{round} check\nstdout:\n{}\nstderr:\n{}",
+            out.stdout,
+            out.stderr
+        );
+        assert!(out.stdout.contains("verdict     OK"), "{}", out.stdout);
+        assert_eq!(count(&out.stdout, "ok,"), 600, "{}", out.stdout);
+        let history = std::fs::read_to_string(out_dir.join("history.jsonl")).unwrap();
+        let header = history.lines().next().unwrap_or_default();
+        if round == "first" {
+            assert_eq!(header, r#"{"initial":5}"#);
+            assert!(
+                out.stdout.contains("the register held 5 at the start"),
+                "{}",
+                out.stdout
+            );
+        } else {
+            assert!(header.starts_with(r#"{"initial":"#), "{header}");
+            assert_ne!(header, r#"{"initial":5}"#, "the first check wrote since");
+        }
+    }
+}
+
+/// A server that answers the first READ with a value and refuses everything after: every
+/// operation of the workload fails, which proves nothing.
+#[test]
+fn a_run_in_which_nothing_succeeds_is_not_a_pass() {
+    let (listener, port) = listen();
+    std::thread::spawn(move || {
+        let mut first = true;
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let answer_value = std::mem::take(&mut first);
+            std::thread::spawn(move || {
+                let mut conn = Conn::from_stream(stream);
+                while let Got::Line(_) = conn.next_within(TIMEOUT) {
+                    if answer_value {
+                        conn.send("VALUE:0");
+                    } else {
+                        conn.send("ERR:refused");
+                    }
+                }
+            });
+        }
+    });
+    let out_dir = scratch("nothing");
     let out = check(
         &[
             "--primary",
-            &cluster.primary.port.to_string(),
-            "--backups",
-            &backups.join(","),
+            &port.to_string(),
             "--duration",
-            "1",
-            "--ops",
-            "600",
+            "0.5",
             "--out",
             out_dir.to_str().unwrap(),
         ],
         Duration::from_secs(60),
     );
+    assert_eq!(out.status.code(), Some(3), "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(count(&out.stdout, "ok,"), 0, "{}", out.stdout);
+    assert!(count(&out.stdout, "failed,") > 0, "{}", out.stdout);
     assert!(
-        out.success(),
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout,
+        out.stdout
+            .contains("verdict     UNDECIDED: no operation succeeded, so nothing was tested"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// With no server at all, not even the starting value can be read: the check cannot run.
+#[test]
+fn a_check_of_ports_with_no_server_cannot_run() {
+    let port = free_port().to_string();
+    let out = check(&["--primary", &port, "--duration", "0.5"], TIMEOUT);
+    assert_eq!(out.status.code(), Some(4), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "cannot read the starting value from the primary :{port}"
+        )),
+        "{}",
         out.stderr
     );
-    assert!(out.stdout.contains("verdict     OK"), "{}", out.stdout);
-    assert_eq!(count(&out.stdout, "ok,"), 600, "{}", out.stdout);
 }
 
 /// The nemesis kills, pauses and partitions while the workload runs; the history must still be
@@ -202,9 +285,59 @@ fn a_malformed_history_is_an_error_naming_the_line() {
     )
     .unwrap();
     let out = check(&["--history", file.to_str().unwrap()], TIMEOUT);
-    assert!(!out.success());
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "an error, not a verdict: {}",
+        out.stderr
+    );
     assert!(out.stderr.contains("line 2"), "{}", out.stderr);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
+/// A history the search cannot finish: twenty concurrent writes, a read of one of them at the
+/// primary and a later one of another. Two clients hand over from a write to a read at one
+/// instant, which only the search can take; it gives up, and so must the verdict.
+fn undecidable_history() -> String {
+    let line = |client: u64, op: &str, value: i64, invoke: u64, ret: u64| {
+        format!(
+            "{{\"client\":{client},\"server\":7000,\"op\":\"{op}\",\"value\":{value},\
+             \"invoke_ns\":{invoke},\"return_ns\":{ret},\"outcome\":\"ok\"}}\n"
+        )
+    };
+    let mut text = String::new();
+    for c in 1..=20 {
+        text += &line(c, "write", c as i64, 0, 100);
+    }
+    text += &line(1, "read", 5, 100, 150);
+    text += &line(2, "read", 5, 100, 150);
+    text += &line(99, "read", 5, 101, 150);
+    text += &line(100, "read", 6, 400, 500);
+    text
+}
+
+#[test]
+fn an_undecided_check_is_not_a_pass() {
+    let dir = scratch("undecided");
+    let file = dir.join("hard.jsonl");
+    std::fs::write(&file, undecidable_history()).unwrap();
+    let out = check(
+        &["--history", file.to_str().unwrap(), "--primary", "7000"],
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("sequentially consistent"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("): undecided: "), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("verdict     UNDECIDED: linearizability undecided"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

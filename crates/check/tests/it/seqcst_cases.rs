@@ -124,6 +124,30 @@ fn reading_zero_after_ones_own_write_is_a_violation() {
 }
 
 #[test]
+fn the_initial_value_is_the_historys() {
+    // A check of a running cluster starts from whatever the register held.
+    let from_7 = |ops: Vec<Op>| seqcst::check(&History::new(ops).with_initial(7)).unwrap();
+    assert!(
+        from_7(vec![
+            r(1, 7, 0, 1),
+            w(1, 5, 2, 3),
+            r(2, 7, 0, 1),
+            r(2, 5, 4, 5)
+        ])
+        .is_ok()
+    );
+    let v = from_7(vec![w(1, 5, 0, 1), r(1, 7, 2, 3)]);
+    assert_eq!(
+        v.to_string(),
+        "not sequentially consistent: client 1 wrote 5 then read 7, so the initial value 7 \
+         follows write 5; the initial value 7 precedes every write: no single order of writes \
+         satisfies both (ops #0, #1)"
+    );
+    let v = from_7(vec![r(1, 0, 0, 1)]);
+    assert!(v.to_string().contains("no operation wrote 0"), "{v}");
+}
+
+#[test]
 fn another_clients_stale_read_is_fine_without_real_time() {
     // Sequential consistency has no real-time order: client 2 may still see 0 long after
     // client 1's write returned, as long as it never goes back once it has seen 5.

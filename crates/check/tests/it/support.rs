@@ -23,6 +23,16 @@ pub fn lin(ops: Vec<Op>) -> linearizable::Verdict {
     .expect("valid history")
 }
 
+/// The same check by the search alone, to compare the algorithms.
+pub fn lin_search(ops: Vec<Op>) -> linearizable::Verdict {
+    linearizable::search(
+        &History::new(ops),
+        |_| true,
+        &linearizable::Config::default(),
+    )
+    .expect("valid history")
+}
+
 /// SplitMix64: a tiny deterministic generator, so that seeded simulations replay exactly.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);

@@ -1,9 +1,10 @@
 //! A concurrent workload against a cluster, recorded as a history.
 //!
-//! Every client is sequential and sticks to one server. Written values are unique (the client id
-//! in the high bits, a counter in the low bits), so every read names the write it saw. A request
-//! that times out or loses its connection is recorded as `unknown` (for a write: it may still be
-//! applied) and the client reconnects, so a late reply can never be taken for the next request's.
+//! Every client is sequential and sticks to one server. Written values are unique, and differ
+//! from the value the register held when the run began, so every read names the write it saw
+//! (see [`value`]). A request that times out or loses its connection is recorded as `unknown`
+//! (for a write: it may still be applied) and the client reconnects, so a late reply can never be
+//! taken for the next request's.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +29,28 @@ pub struct Workload {
     pub timeout: Duration,
     /// Seed of every client's random choices.
     pub seed: u64,
+    /// Tag of this run's written values: see [`value`] and [`tag_after`].
+    pub tag: u16,
+}
+
+/// Most clients a workload can tell apart in its values.
+pub const MAX_CLIENTS: u64 = 0xFFFE;
+
+/// The value the `counter`th write (from 1) of client `client` writes in a run tagged `tag`:
+/// bits 48 to 62 hold the tag, 32 to 47 the client id plus one, 0 to 31 the counter. Values are
+/// positive and never 0, distinct between clients and writes of one run, and distinct from
+/// every value of a run with another tag.
+pub fn value(tag: u16, client: u64, counter: u32) -> i64 {
+    debug_assert!((1..=0x7FFF).contains(&tag) && client < MAX_CLIENTS);
+    (i64::from(tag) << 48) | (((client as i64 + 1) & 0xFFFF) << 32) | i64::from(counter)
+}
+
+/// The tag of a run that starts with the register holding `initial`: the next one after the
+/// tag `initial` has, so that no value of the run equals it, even when it was written by the
+/// previous run on the same cluster.
+pub fn tag_after(initial: i64) -> u16 {
+    let tag = ((initial >> 48) & 0x7FFF) as u16;
+    tag % 0x7FFF + 1
 }
 
 /// One client of the workload: its id, the server it belongs to, and the port it dials (the
@@ -60,12 +83,16 @@ async fn client(
 ) {
     let mut rng = Rng::new(w.seed ^ spec.id.wrapping_mul(0xD1B5_4A32_D192_ED03));
     let mut conn: Option<Client> = None;
-    let mut counter: i64 = 0;
+    let mut counter: u32 = 0;
     while Instant::now() < deadline && budget.fetch_add(1, Ordering::Relaxed) < w.max_ops {
         let write = rng.next_f64() < w.write_ratio;
         let (kind, value, line) = if write {
-            counter += 1;
-            let v = ((spec.id as i64 + 1) << 32) | counter;
+            // A client that ran out of values stops rather than write one twice.
+            let Some(next) = counter.checked_add(1) else {
+                break;
+            };
+            counter = next;
+            let v = value(w.tag, spec.id, counter);
             (OpKind::Write, Some(v), format!("WRITE:{v}"))
         } else {
             (OpKind::Read, None, "READ".to_owned())
@@ -99,5 +126,42 @@ async fn client(
             conn = None;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_unique_and_avoid_the_initial_value() {
+        let mut seen = std::collections::HashSet::new();
+        for client in [0, 1, 2, 4351, MAX_CLIENTS - 1] {
+            for counter in [1, 2, u32::MAX] {
+                let v = value(1, client, counter);
+                assert!(v > 0);
+                assert!(seen.insert(v), "{v} twice");
+            }
+        }
+        for initial in [
+            0,
+            5,
+            -5,
+            i64::MAX,
+            i64::MIN,
+            value(1, 3, 7),
+            value(0x7FFF, 0, 1),
+        ] {
+            let tag = tag_after(initial);
+            assert!((1..=0x7FFF).contains(&tag));
+            for client in [0, 3, MAX_CLIENTS - 1] {
+                for counter in [1, 7, u32::MAX] {
+                    assert_ne!(value(tag, client, counter), initial);
+                }
+            }
+        }
+        assert_eq!(tag_after(0), 1);
+        assert_eq!(tag_after(value(1, 3, 7)), 2);
+        assert_eq!(tag_after(value(0x7FFF, 0, 1)), 1);
     }
 }

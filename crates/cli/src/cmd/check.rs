@@ -1,5 +1,10 @@
 //! `ditto check`: run a workload against a cluster (with faults, if asked), record the history,
 //! and check it for sequential consistency (and linearizability at the primary).
+//!
+//! The exit status is a verdict, so that scripts can tell a bug from a test that proved nothing:
+//! [`EXIT_OK`], [`EXIT_VIOLATION`], [`EXIT_UNDECIDED`] (a checker gave up, or no operation
+//! succeeded, so nothing was tested) and [`EXIT_ERROR`] (the check could not run); a bad
+//! command line exits with 2 like every ditto command.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +16,7 @@ use anyhow::Context;
 use clap::Args;
 use ditto_check::timeline::{Highlight, render_html};
 use ditto_check::{History, OpKind, Outcome, Recorder, linearizable, seqcst};
+use ditto_server::{Client, Conclusion};
 use tokio::time::Instant;
 
 use crate::check::nemesis::{FaultEvent, FaultKind, Links, Nemesis};
@@ -18,7 +24,22 @@ use crate::check::proxy::Proxy;
 use crate::check::workload::{self, ClientSpec, Workload};
 use crate::cluster::{self, LocalCluster};
 
+/// Every check passed.
+pub const EXIT_OK: u8 = 0;
+/// A checker found a violation, or the replicas did not converge.
+pub const EXIT_VIOLATION: u8 = 1;
+/// Nothing was proved either way: a checker gave up, or no operation succeeded.
+pub const EXIT_UNDECIDED: u8 = 3;
+/// The check could not run: the cluster did not start, a file could not be read or written, or
+/// the history is malformed.
+pub const EXIT_ERROR: u8 = 4;
+
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 if every check passed, 1 on a violation (or replicas that \
+    did not converge), 2 on a bad command line, 3 if undecided (a checker gave up, or no \
+    operation succeeded, so nothing was tested), 4 if the check could not run."
+)]
 pub struct CheckArgs {
     /// Check a recorded history file (JSON lines) instead of running anything.
     #[arg(long, value_name = "FILE")]
@@ -82,7 +103,19 @@ fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
         .collect()
 }
 
+/// Runs `ditto check`; errors are printed here, so that they get their own exit status rather
+/// than the one of a violation.
 pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    Ok(match check(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    })
+}
+
+async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if let Some(file) = &args.history {
         let reader = std::io::BufReader::new(
             std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
@@ -94,6 +127,13 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if args.primary.is_some() && !args.nemesis.is_empty() {
         anyhow::bail!("--nemesis needs the cluster ditto check starts (drop --primary)");
     }
+    let servers = 1 + args.backups.len().max(usize::from(args.cluster_backups)) as u64;
+    if servers * u64::from(args.clients_per_server) > workload::MAX_CLIENTS {
+        anyhow::bail!(
+            "too many clients: at most {} in all (servers times --clients-per-server)",
+            workload::MAX_CLIENTS
+        );
+    }
     let recorder = Arc::new(Recorder::new());
     let start = Instant::now();
     let workload = Workload {
@@ -102,20 +142,26 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         write_ratio: args.writes,
         timeout: Duration::from_secs_f64(args.op_timeout),
         seed: args.seed,
+        tag: 1,
     };
-    let (primary, faults, converged) = match args.primary {
+    let (primary, initial, faults, converged) = match args.primary {
         Some(primary) => {
+            let initial = initial_value(primary, workload.timeout).await?;
+            let workload = Workload {
+                tag: workload::tag_after(initial),
+                ..workload
+            };
             let mut servers = vec![primary];
             servers.extend(&args.backups);
             let clients = specs(&servers, args.clients_per_server, |p| p);
             workload::run(&workload, &clients, recorder.clone()).await;
-            (primary, Vec::new(), None)
+            (primary, initial, Vec::new(), None)
         }
         None => managed(&args, &workload, recorder.clone(), start).await?,
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let history = recorder.history();
+    let history = recorder.history().with_initial(initial);
     let path = args.out.join("history.jsonl");
     let file =
         std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
@@ -149,14 +195,34 @@ fn specs(servers: &[u16], per_server: u16, dial: impl Fn(u16) -> u16) -> Vec<Cli
     clients
 }
 
+/// The register's value at the primary before the workload starts: the history's initial value.
+/// Without it, a check of a cluster that already holds a value would take every read of that
+/// value for a read of something nobody wrote.
+async fn initial_value(primary: u16, timeout: Duration) -> anyhow::Result<i64> {
+    let context = || format!("cannot read the starting value from the primary :{primary}");
+    let mut client = Client::connect(primary, timeout)
+        .await
+        .with_context(context)?;
+    let answer = client.request("READ").await;
+    match Conclusion::of(false, &answer) {
+        Conclusion::Done(Some(value)) => Ok(value),
+        _ => Err(anyhow::anyhow!("the reply was {answer:?}")).with_context(context),
+    }
+}
+
+/// What a run against a cluster produced besides its history: the primary's port, the value the
+/// register started from, the faults injected, and the convergence verdict (for a cluster of
+/// ditto check's own).
+type RunResult = (u16, i64, Vec<FaultEvent>, Option<Result<String, String>>);
+
 /// Starts a cluster behind proxies, runs the workload with the nemesis, heals, and checks that
-/// the replicas converge. Returns the primary's port, the faults, and the convergence verdict.
+/// the replicas converge.
 async fn managed(
     args: &CheckArgs,
     workload: &Workload,
     recorder: Arc<Recorder>,
     start: Instant,
-) -> anyhow::Result<(u16, Vec<FaultEvent>, Option<Result<String, String>>)> {
+) -> anyhow::Result<RunResult> {
     let n = args.cluster_backups as usize;
     let ports = free_ports(n + 1)?;
     let primary = ports[0];
@@ -172,6 +238,11 @@ async fn managed(
     }
     let mut cluster =
         LocalCluster::start_with(primary, &backups, &args.server_log_level, false).await?;
+    let initial = initial_value(primary, workload.timeout).await?;
+    let workload = &Workload {
+        tag: workload::tag_after(initial),
+        ..workload.clone()
+    };
     let dial: BTreeMap<u16, u16> = links
         .from_clients
         .iter()
@@ -193,7 +264,7 @@ async fn managed(
     let faults = faults?;
     let converged = converge(&mut cluster).await;
     cluster.stop().await;
-    Ok((primary, faults, Some(converged)))
+    Ok((primary, initial, faults, Some(converged)))
 }
 
 /// Waits (bounded) until every backup is synced and holds the primary's value and sequence.
@@ -228,7 +299,17 @@ async fn converge(cluster: &mut LocalCluster) -> Result<String, String> {
     }
 }
 
-/// Checks the history, prints the summary, writes the timeline; exit status 1 on a violation.
+/// What the checks found, worst first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Finding {
+    Violation,
+    Undecided,
+    Ok,
+}
+
+/// Checks the history, prints the summary, writes the timeline, and returns the exit status: a
+/// violation anywhere wins; then anything undecided (a checker that gave up, or a run in which
+/// no operation succeeded) keeps the verdict from being OK.
 fn report(
     history: &History,
     primary: Option<u16>,
@@ -237,6 +318,12 @@ fn report(
     converged: Option<Result<String, String>>,
 ) -> anyhow::Result<ExitCode> {
     let count = |o: Outcome| history.ops.iter().filter(|op| op.outcome == o).count();
+    if history.initial != 0 {
+        println!(
+            "  initial     the register held {} at the start",
+            history.initial
+        );
+    }
     println!(
         "  operations  {} attempted: {} ok, {} failed, {} unknown",
         history.len(),
@@ -250,11 +337,20 @@ fn report(
             println!("    {f}");
         }
     }
+    let mut finding = Finding::Ok;
+    let mut reasons: Vec<String> = Vec::new();
+    if count(Outcome::Ok) == 0 {
+        finding = Finding::Undecided;
+        reasons.push("no operation succeeded, so nothing was tested".to_owned());
+    }
     let started = std::time::Instant::now();
     let sc = seqcst::check(history)?;
     let sc_time = started.elapsed();
     println!("  sequential consistency ({:.1} ms): {sc}", ms(sc_time));
-    let mut failed = !sc.is_ok();
+    if !sc.is_ok() {
+        finding = Finding::Violation;
+        reasons.push("not sequentially consistent".to_owned());
+    }
     let mut highlight = Highlight::from(&sc);
     if let Some(primary) = primary {
         let started = std::time::Instant::now();
@@ -269,10 +365,18 @@ fn report(
             "  linearizability (all writes, reads at the primary :{primary}) ({:.1} ms): {lin}",
             ms(started.elapsed())
         );
-        if lin.violation().is_some() {
-            failed = true;
-            if sc.is_ok() {
-                highlight = Highlight::from(&lin);
+        match &lin {
+            linearizable::Verdict::Ok(_) => {}
+            linearizable::Verdict::Violation(_) => {
+                finding = Finding::Violation;
+                reasons.push("not linearizable at the primary".to_owned());
+                if sc.is_ok() {
+                    highlight = Highlight::from(&lin);
+                }
+            }
+            linearizable::Verdict::Exhausted(_) => {
+                finding = finding.min(Finding::Undecided);
+                reasons.push("linearizability undecided".to_owned());
             }
         }
     }
@@ -280,24 +384,30 @@ fn report(
         Some(Ok(text)) => println!("  convergence: {text}"),
         Some(Err(text)) => {
             println!("  convergence: FAILED: {text}");
-            failed = true;
+            finding = Finding::Violation;
+            reasons.push("the replicas did not converge".to_owned());
         }
         None => {}
     }
-    let title = if failed {
-        "ditto check: violation"
-    } else {
-        "ditto check: consistent"
+    let title = match finding {
+        Finding::Violation => "ditto check: violation",
+        Finding::Undecided => "ditto check: undecided",
+        Finding::Ok => "ditto check: consistent",
     };
     std::fs::write(timeline, render_html(history, &highlight, title))
         .with_context(|| format!("cannot write {}", timeline.display()))?;
     println!("  timeline    {}", timeline.display());
-    println!("  verdict     {}", if failed { "VIOLATION" } else { "OK" });
-    Ok(if failed {
-        ExitCode::FAILURE
+    let (word, code) = match finding {
+        Finding::Violation => ("VIOLATION", EXIT_VIOLATION),
+        Finding::Undecided => ("UNDECIDED", EXIT_UNDECIDED),
+        Finding::Ok => ("OK", EXIT_OK),
+    };
+    if reasons.is_empty() {
+        println!("  verdict     {word}");
     } else {
-        ExitCode::SUCCESS
-    })
+        println!("  verdict     {word}: {}", reasons.join("; "));
+    }
+    Ok(ExitCode::from(code))
 }
 
 fn ms(d: Duration) -> f64 {
