@@ -165,21 +165,25 @@ pub async fn status(port: u16) -> Option<String> {
 /// The value of `key` in a `STATUS` line (`key=value` fields separated by blanks).
 pub fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
     status
+        .strip_prefix("STATUS:")
+        .unwrap_or(status)
         .split_whitespace()
         .find_map(|field| field.strip_prefix(key)?.strip_prefix('='))
 }
 
-/// Whether a primary's `STATUS` line shows every port of `backups` synced on a stream.
+/// Whether a primary's `STATUS` line shows every port of `backups` in its active set: synced,
+/// and waited for by every write. Members are listed as `id@host:port:kind:state:held`.
 pub fn backups_synced(status: &str, backups: &[u16]) -> bool {
-    let Some(list) = status_field(status, "backups") else {
-        return backups.is_empty();
-    };
+    if status_field(status, "role") != Some("primary") {
+        return false;
+    }
+    let list = status_field(status, "members").unwrap_or_default();
     backups.iter().all(|port| {
         list.split(',').any(|entry| {
-            let mut parts = entry.split(':');
-            parts.next() == Some(&port.to_string())
-                && parts.next() == Some("stream")
-                && parts.next().is_some_and(|acked| acked != "none")
+            let mut parts = entry.rsplitn(4, ':');
+            let (_held, state, _kind, addr) =
+                (parts.next(), parts.next(), parts.next(), parts.next());
+            state == Some("active") && addr.is_some_and(|a| a.ends_with(&format!(":{port}")))
         })
     })
 }
@@ -412,11 +416,12 @@ mod tests {
 
     #[test]
     fn reads_synced_backups_from_status() {
-        let s = "STATUS:role=primary port=7000 epoch=1 last=0 commit=0 value=0 backups=7001:stream:0,7002:seed:none";
+        let s = "STATUS:role=primary port=7000 view=1 commit=3 value=0 members=1@127.0.0.1:7000:ditto:active:3,2@127.0.0.1:7001:ditto:active:3,3@[::1]:7002:ditto:inactive:-";
         assert!(backups_synced(s, &[7001]));
         assert!(!backups_synced(s, &[7002]));
         assert!(!backups_synced(s, &[7001, 7003]));
-        assert!(backups_synced("STATUS:role=primary backups=", &[]));
+        assert!(backups_synced("STATUS:role=primary members=", &[]));
+        assert!(!backups_synced("STATUS:role=backup members=", &[]));
         assert_eq!(status_field(s, "port"), Some("7000"));
         assert_eq!(status_field(s, "value"), Some("0"));
         assert_eq!(status_field(s, "val"), None);

@@ -32,9 +32,11 @@ fn primary_answers_each_seed_message() {
     assert_eq!(c.recv(), "ACK");
     assert_eq!(c.recv(), "VALUE:11");
 
-    // JOIN from a seed backup: acknowledged, then the backup is sent the current value.
+    // JOIN from a seed backup: acknowledged (in one line that also shows a ditto primary, which a
+    // seed backup takes as any acknowledgement), then the backup is sent the current value.
     let (fake, fake_port) = listen();
-    assert_eq!(c.request(&format!("JOIN:{fake_port}")), "ACK");
+    let ack = c.request(&format!("JOIN:{fake_port}"));
+    assert!(ack.starts_with("ACK ditto=1 "), "{ack}");
     let mut push = accept(&fake);
     assert_eq!(
         push.recv(),
@@ -45,9 +47,9 @@ fn primary_answers_each_seed_message() {
     push.expect_closed();
     wait_until("the primary lists the seed backup", TIMEOUT, || {
         status(p).is_some_and(|s| {
-            backup_links(&s)
-                .iter()
-                .any(|(port, kind, acked)| *port == fake_port && kind == "seed" && acked != "none")
+            members(&s).iter().any(|(port, kind, state, _)| {
+                *port == fake_port && kind == "seed" && state == "active"
+            })
         })
     });
 
@@ -83,7 +85,7 @@ fn streaming_backup_answers_each_seed_message() {
     );
     assert_eq!(read(p), 5);
 
-    // Only the primary takes JOIN (and SYNC).
+    // Only the primary takes JOIN; SYNC is no verb of the protocol.
     let other = free_port();
     for line in [format!("JOIN:{other}"), format!("SYNC:{other}")] {
         let reply = c.request(&line);
@@ -93,17 +95,21 @@ fn streaming_backup_answers_each_seed_message() {
         );
     }
     assert_eq!(c.request("READ"), "VALUE:5");
-    let links = backup_links(&status(p).expect("primary status"));
+    let links = members(&status(p).expect("primary status"));
     assert_eq!(
         links.len(),
-        1,
+        2,
         "a JOIN sent to a backup registered nothing: {links:?}"
     );
 
     let st = c.request("STATUS");
     assert_eq!(field(&st, "role"), Some("backup"), "{st}");
-    assert_eq!(field(&st, "mode"), Some("stream"), "{st}");
-    assert_eq!(field(&st, "primary"), Some(p.to_string().as_str()), "{st}");
+    assert_eq!(field(&st, "status"), Some("normal"), "{st}");
+    assert_eq!(
+        field(&st, "primary"),
+        Some(format!("127.0.0.1:{p}").as_str()),
+        "{st}"
+    );
     assert_eq!(field(&st, "value"), Some("5"), "{st}");
 }
 
@@ -388,6 +394,14 @@ fn join_foreign_backup(primary: u16, expect_first: i64) -> (std::net::TcpListene
     assert_eq!(push.recv(), format!("UPDATE:{expect_first}"));
     push.send("OK");
     push.expect_closed();
+    // Having acknowledged its state transfer, it enters the active set: writes wait for it.
+    wait_until("the seed backup is active", TIMEOUT, || {
+        status(primary).is_some_and(|s| {
+            members(&s)
+                .iter()
+                .any(|(p, kind, state, _)| *p == port && kind == "seed" && state == "active")
+        })
+    });
     (fake, port)
 }
 
@@ -401,9 +415,10 @@ fn a_foreign_seed_backup_gets_every_write_before_the_client_is_acknowledged() {
     client.send("WRITE:7");
     let mut push = accept(&fake);
     assert_eq!(push.recv(), "UPDATE:7");
-    // Hold the acknowledgement back: the client must not be answered meanwhile.
+    // Hold the acknowledgement back (less than the 500 ms a push may take): the client must
+    // not be answered meanwhile.
     assert_eq!(
-        client.recv_within(Duration::from_millis(500)),
+        client.recv_within(Duration::from_millis(300)),
         None,
         "the client was acknowledged before the backup acknowledged"
     );
@@ -439,15 +454,19 @@ fn a_late_foreign_backup_first_gets_the_current_value() {
     let (fake, fake_port) = join_foreign_backup(p, 42);
 
     // The primary now serves a ditto backup and a seed backup side by side.
-    let st = status(p).unwrap();
-    let links = backup_links(&st);
-    assert!(
-        links
+    let seed_active = |st: &str| {
+        members(st)
             .iter()
-            .any(|(port, kind, _)| *port == b && kind == "stream")
-            && links
-                .iter()
-                .any(|(port, kind, _)| *port == fake_port && kind == "seed"),
+            .any(|(port, kind, state, _)| *port == fake_port && kind == "seed" && state == "active")
+    };
+    wait_until("the seed backup is active", TIMEOUT, || {
+        status(p).is_some_and(|s| seed_active(&s))
+    });
+    let st = status(p).unwrap();
+    assert!(
+        members(&st)
+            .iter()
+            .any(|(port, kind, state, _)| *port == b && kind == "ditto" && state == "active"),
         "{st}"
     );
     let mut client = Conn::connect(b);
@@ -491,36 +510,86 @@ fn a_failed_push_to_a_foreign_backup_is_retried_before_the_client_is_acknowledge
 }
 
 #[test]
-fn a_vanished_foreign_backup_is_dropped_after_ten_seconds() {
+fn a_vanished_foreign_backup_stalls_writes_only_briefly() {
     let primary = Server::primary(free_port());
     let p = primary.port;
     let (fake, fake_port) = join_foreign_backup(p, 0);
+    wait_until("the seed backup is active", TIMEOUT, || {
+        status(p).is_some_and(|s| {
+            members(&s)
+                .iter()
+                .any(|(port, _, state, _)| *port == fake_port && state == "active")
+        })
+    });
     drop(fake);
-    let started = std::time::Instant::now();
     let mut client = Conn::connect(p);
     client.send("WRITE:2");
+    // The push fails (refused), the seed backup leaves the active set, and the write commits.
     match client.next_within(Duration::from_secs(5)) {
-        Got::Nothing => {}
-        other => panic!("acknowledged before the backup was given up on: {other:?}"),
-    }
-    match client.next_within(Duration::from_secs(20)) {
         Got::Line(line) => assert_eq!(line, "ACK"),
-        other => panic!("the write was never acknowledged: {other:?}"),
+        other => panic!("the write was not acknowledged within 5 s: {other:?}"),
     }
-    let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_secs(9),
-        "dropped after only {waited:?}"
-    );
     let st = status(p).unwrap();
     assert!(
-        backup_links(&st)
+        members(&st)
             .iter()
-            .all(|(port, _, _)| *port != fake_port),
+            .all(|(port, _, state, _)| *port != fake_port || state == "inactive"),
         "{st}"
     );
-    primary.wait_log("dropped backup");
+    primary.wait_log("writes stop waiting for it");
     write(p, 3);
+}
+
+#[test]
+fn a_silent_foreign_backup_is_bounded_and_readmitted_when_it_answers_again() {
+    let primary = Server::primary(free_port());
+    let p = primary.port;
+    let (fake, fake_port) = join_foreign_backup(p, 0);
+    wait_until("the seed backup is active", TIMEOUT, || {
+        status(p).is_some_and(|s| {
+            members(&s)
+                .iter()
+                .any(|(port, _, state, _)| *port == fake_port && state == "active")
+        })
+    });
+    // A seed backup that holds its lock while its own forwarded write waits for the primary
+    // never answers the push: the primary must not hold every write for it.
+    let mut client = Conn::connect(p);
+    client.send("WRITE:5");
+    let mut silent = accept(&fake);
+    assert_eq!(silent.recv(), "UPDATE:5");
+    let started = std::time::Instant::now();
+    assert_eq!(
+        client.recv(),
+        "ACK",
+        "the write commits without the silent backup"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(3),
+        "the stall lasted {waited:?}"
+    );
+    drop(silent);
+    // Once it answers again it gets the current value and rejoins the active set.
+    let mut push = accept(&fake);
+    assert_eq!(
+        push.recv(),
+        "UPDATE:5",
+        "re-admitted with the current value"
+    );
+    push.send("OK");
+    wait_until("the seed backup is active again", TIMEOUT, || {
+        status(p).is_some_and(|s| {
+            members(&s)
+                .iter()
+                .any(|(port, _, state, _)| *port == fake_port && state == "active")
+        })
+    });
+    client.send("WRITE:6");
+    let mut push = accept(&fake);
+    assert_eq!(push.recv(), "UPDATE:6");
+    push.send("OK");
+    assert_eq!(client.recv(), "ACK");
 }
 
 #[test]
@@ -532,24 +601,24 @@ fn a_primary_does_not_wedge_on_a_join_naming_itself() {
     assert_eq!(read(p), 1);
 }
 
-/// Plays the start of a seed primary for a backup on `backup`: answers its `JOIN` and returns
-/// the connection on which the backup then asks for `SYNC`.
-fn answer_join(fake: &std::net::TcpListener, backup: u16) -> Conn {
+/// Plays the start of a seed primary for a backup on `backup`: answers its `JOIN` in its own
+/// words, then answers the `READ` with which the backup fetches the current value.
+fn answer_join(fake: &std::net::TcpListener, backup: u16, value: &str) {
     let mut join = accept(fake);
     assert_eq!(join.recv(), format!("JOIN:{backup}"));
     join.send("OK");
     join.expect_closed();
-    let mut sync = accept(fake);
+    let mut read = accept(fake);
     assert_eq!(
-        sync.recv(),
-        format!("SYNC:{backup}"),
-        "the backup asks for a stream"
+        read.recv(),
+        "READ",
+        "the backup asks only what the seed allows"
     );
-    sync
+    read.send(value);
 }
 
-fn mode(port: u16) -> Option<String> {
-    status(port).and_then(|s| field(&s, "mode").map(str::to_owned))
+fn role(port: u16) -> Option<String> {
+    status(port).and_then(|s| field(&s, "role").map(str::to_owned))
 }
 
 #[test]
@@ -562,12 +631,13 @@ fn a_backup_works_under_a_foreign_seed_only_primary() {
     assert_eq!(join.recv(), format!("JOIN:{b}"));
     join.send("ERR:not yet");
     join.expect_closed();
-    let mut sync = answer_join(&fake, b);
-    sync.send("ERR:unknown");
-    sync.expect_closed();
-    wait_until("the backup runs in seed mode", TIMEOUT, || {
-        mode(b).as_deref() == Some("seed")
+    // A late joiner learns the current value from the answer to READ (any reply ending in an
+    // integer), rather than serving 0 until the next write.
+    answer_join(&fake, b, "current value 4");
+    wait_until("the backup follows the seed primary", TIMEOUT, || {
+        role(b).as_deref() == Some("seed-backup")
     });
+    assert_eq!(read(b), 4);
 
     // The primary pushes an update on a connection of its own.
     let mut push = Conn::connect(b);
@@ -592,6 +662,16 @@ fn a_backup_works_under_a_foreign_seed_only_primary() {
     fwd.expect_closed();
     assert_eq!(client.request("READ"), "VALUE:8");
 
+    // A primary that answers before its push arrives (on another connection): the backup
+    // waits a bounded grace for the push instead of calling the outcome unknown.
+    client.send("WRITE:10");
+    let mut fwd = accept(&fake);
+    assert_eq!(fwd.recv(), "UPDATE:10");
+    fwd.send("OK");
+    assert_eq!(client.recv_within(Duration::from_millis(200)), None);
+    assert_eq!(request(b, "UPDATE:10"), "ACK");
+    assert_eq!(client.recv(), "ACK");
+
     // A refusal from the primary reaches the client and changes nothing.
     client.send("WRITE:9");
     let mut fwd = accept(&fake);
@@ -599,37 +679,29 @@ fn a_backup_works_under_a_foreign_seed_only_primary() {
     fwd.send("ERR:busy");
     let reply = client.recv();
     assert!(reply.starts_with("ERR"), "a refused write got {reply:?}");
-    assert_eq!(client.request("READ"), "VALUE:8");
+    assert_eq!(client.request("READ"), "VALUE:10");
 
     let st = status(b).unwrap();
-    assert_eq!(field(&st, "mode"), Some("seed"), "{st}");
-    assert_eq!(field(&st, "value"), Some("8"), "{st}");
+    assert_eq!(field(&st, "role"), Some("seed-backup"), "{st}");
+    assert_eq!(field(&st, "value"), Some("10"), "{st}");
 }
 
-/// How a played seed primary treats `SYNC`, a verb it does not know.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum OnSync {
-    HangUp,
-    Ignore,
-}
-
-/// A seed-only primary played by a thread: it acknowledges every `JOIN` and hangs up on or
-/// ignores every `SYNC`, for as long as the backup keeps trying, until dropped.
+/// A seed-only primary played by a thread that exits at the first verb the seed does not
+/// have (as some implementations do), answering JOIN with `JOINED` and READ with a bare number.
 struct SeedPrimary {
     port: u16,
-    syncs: Arc<AtomicUsize>,
+    foreign: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl SeedPrimary {
-    fn start(on_sync: OnSync) -> SeedPrimary {
+    fn start(value: i64) -> SeedPrimary {
         let (listener, port) = listen();
-        let syncs = Arc::new(AtomicUsize::new(0));
+        let foreign = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (syncs.clone(), stop.clone());
+        let (f, st) = (foreign.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
-            let mut ignored = Vec::new();
             while !st.load(Ordering::Relaxed) {
                 let Some(mut conn) = accept_within(&listener, Duration::from_millis(20)) else {
                     continue;
@@ -638,18 +710,18 @@ impl SeedPrimary {
                     continue;
                 };
                 if line.starts_with("JOIN:") {
-                    conn.send("OK");
-                } else if line.starts_with("SYNC:") {
-                    s.fetch_add(1, Ordering::Relaxed);
-                    if on_sync == OnSync::Ignore {
-                        ignored.push(conn);
-                    }
+                    conn.send("JOINED");
+                } else if line == "READ" {
+                    conn.send(&value.to_string());
+                } else if !line.starts_with("UPDATE:") && !line.starts_with("WRITE:") {
+                    f.fetch_add(1, Ordering::Relaxed);
+                    return; // "exits on any unknown verb"
                 }
             }
         });
         SeedPrimary {
             port,
-            syncs,
+            foreign,
             stop,
             thread: Some(thread),
         }
@@ -666,44 +738,46 @@ impl Drop for SeedPrimary {
 }
 
 #[test]
-fn a_backup_settles_for_the_seed_protocol_when_sync_is_closed_or_unanswered() {
-    let hangs_up = SeedPrimary::start(OnSync::HangUp);
-    let ignores = SeedPrimary::start(OnSync::Ignore);
-    let (b1, b2) = (free_port(), free_port());
-    let mut backup1 = Server::backup(b1, hangs_up.port);
-    let mut backup2 = Server::backup(b2, ignores.port);
-    for (b, server) in [(b1, &mut backup1), (b2, &mut backup2)] {
-        wait_until(&format!("backup :{b} runs in seed mode"), TIMEOUT, || {
-            server.assert_running();
-            mode(b).as_deref() == Some("seed")
-        });
-    }
-    for (primary, b) in [(&hangs_up, b1), (&ignores, b2)] {
-        assert!(
-            primary.syncs.load(Ordering::Relaxed) >= 1,
-            "backup :{b} asked for a stream"
-        );
-        // A seed primary pushes nothing on JOIN; after a grace period the backup serves the
-        // seed's initial state rather than refusing reads until the first write.
-        // A primary that ignores SYNC costs three rounds of SYNC timeouts first.
-        wait_until(&format!("backup :{b} serves reads"), 3 * TIMEOUT, || {
-            request(b, "READ") == "VALUE:0"
-        });
-        assert_eq!(request(b, "UPDATE:3"), "ACK");
-        assert_eq!(read(b), 3);
-    }
+fn a_backup_sends_a_seed_primary_nothing_beyond_the_seed() {
+    let primary = SeedPrimary::start(12);
+    let b = free_port();
+    let mut backup = Server::backup(b, primary.port);
+    wait_until(
+        &format!("backup :{b} serves the seed primary's value"),
+        TIMEOUT,
+        || {
+            backup.assert_running();
+            status(b).is_some_and(|s| {
+                field(&s, "role") == Some("seed-backup") && field(&s, "status") == Some("normal")
+            })
+        },
+    );
+    assert_eq!(request(b, "READ"), "VALUE:12");
+    assert_eq!(role(b).as_deref(), Some("seed-backup"));
+    assert_eq!(
+        primary.foreign.load(Ordering::Relaxed),
+        0,
+        "the backup sent a verb the seed does not have"
+    );
+    assert_eq!(request(b, "UPDATE:3"), "ACK");
+    assert_eq!(read(b), 3);
 }
 
 #[test]
 fn a_backup_started_before_its_primary_joins_once_it_appears() {
     let (pp, b) = (free_port(), free_port());
     let mut backup = Server::backup(b, pp);
-    backup.wait_log("joining again");
-    assert_eq!(mode(b).as_deref(), Some("joining"));
+    backup.wait_log("cannot join through");
+    assert_eq!(
+        status(b)
+            .and_then(|s| field(&s, "status").map(str::to_owned))
+            .as_deref(),
+        Some("joining")
+    );
     let primary = Server::primary(pp);
     wait_until("the late primary streams to the backup", TIMEOUT, || {
         backup.assert_running();
-        backup_streaming(pp, b) && mode(b).as_deref() == Some("stream")
+        backup_streaming(pp, b) && role(b).as_deref() == Some("backup")
     });
     write(primary.port, 3);
     assert_eq!(read(b), 3);
@@ -723,9 +797,11 @@ fn a_new_backup_starts_from_the_current_value() {
     cluster.wait_synced();
     let newcomer = cluster.backups[1].port;
     assert_eq!(read(newcomer), 42);
-    let st = status(newcomer).unwrap();
-    let last = field(&status(p).unwrap(), "last").unwrap().to_owned();
-    assert_eq!(field(&st, "applied"), Some(last.as_str()), "{st}");
+    wait_until("the newcomer applied every entry", TIMEOUT, || {
+        let last = status(p).and_then(|s| field(&s, "last").map(str::to_owned));
+        let applied = status(newcomer).and_then(|s| field(&s, "applied").map(str::to_owned));
+        last.is_some() && last == applied
+    });
 }
 
 #[test]
@@ -736,15 +812,17 @@ fn a_restarted_backup_catches_up_and_writes_go_on_without_it() {
     write(p, 1);
     cluster.backups[0].kill();
 
-    // Writes during the outage are acknowledged: the dead backup is dropped.
+    // Writes during the outage are acknowledged: the dead backup leaves the active set.
     write(p, 2);
     write(b2, 3);
     let st = status(p).unwrap();
     assert!(
-        backup_links(&st).iter().all(|(port, _, _)| *port != b1),
-        "the dead backup is still listed: {st}"
+        members(&st)
+            .iter()
+            .all(|(port, _, state, _)| *port != b1 || state == "inactive"),
+        "the dead backup is still active: {st}"
     );
-    cluster.primary.wait_log("dropped backup");
+    cluster.primary.wait_log("writes stop waiting for it");
 
     cluster.backups[0] = Server::backup(b1, p);
     cluster.wait_synced();
@@ -808,10 +886,11 @@ fn concurrent_clients_converge_and_read_their_own_writes() {
     }
 
     let primary = status(cluster.primary_port()).unwrap();
-    let last = field(&primary, "last").unwrap();
-    assert_eq!(last, (WRITERS * WRITES).to_string(), "{primary}");
-    assert_eq!(field(&primary, "commit"), Some(last), "{primary}");
-    let value = field(&primary, "value").unwrap();
+    let last = field(&primary, "last").unwrap().to_owned();
+    let last_n: i64 = last.parse().unwrap();
+    assert!(last_n >= WRITERS * WRITES, "{primary}");
+    assert_eq!(field(&primary, "commit"), Some(last.as_str()), "{primary}");
+    let value = field(&primary, "value").unwrap().to_owned();
     let v: i64 = value.parse().unwrap();
     assert_eq!(
         v % STRIDE,
@@ -819,9 +898,13 @@ fn concurrent_clients_converge_and_read_their_own_writes() {
         "the last write of the order is some writer's last"
     );
     for b in cluster.backup_ports() {
-        let st = status(b).unwrap();
-        assert_eq!(field(&st, "applied"), Some(last), "backup :{b}: {st}");
-        assert_eq!(field(&st, "value"), Some(value), "backup :{b}: {st}");
+        // Every backup holds every entry; it applies them once it hears they are committed.
+        wait_until(&format!("backup :{b} applied every entry"), TIMEOUT, || {
+            status(b).is_some_and(|st| {
+                field(&st, "applied") == Some(last.as_str())
+                    && field(&st, "value") == Some(value.as_str())
+            })
+        });
         assert_eq!(read(b), v);
     }
 }

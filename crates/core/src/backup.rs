@@ -234,7 +234,7 @@ impl Backup {
         let conn = ConnId::Outbound(self.next_conn);
         self.out.push_back(Output::Connect {
             conn,
-            port: self.cfg.primary_port,
+            addr: crate::addr::Addr::local(self.cfg.primary_port),
         });
         conn
     }
@@ -413,12 +413,16 @@ impl Backup {
         let value = self.state.value();
         let reply = match wire::parse_request(line) {
             Ok(Request::Read) if self.joined => {
-                return self.sessions.read(conn, value, &mut self.out);
+                return self
+                    .sessions
+                    .read(conn, &|| wire::value_reply(value), &mut self.out);
             }
             Ok(Request::Read) => {
                 wire::err_reply("not joined to the primary yet; try again shortly")
             }
-            Ok(Request::Write(v)) => return self.forward(conn, v),
+            Ok(Request::Write(v) | Request::TaggedWrite { value: v, .. }) => {
+                return self.forward(conn, v);
+            }
             Ok(Request::Update(v)) => {
                 if self.is_streaming() {
                     wire::err_reply(
@@ -437,16 +441,21 @@ impl Backup {
                 }
             }
             Ok(Request::Status) => self.status(),
-            Ok(Request::Join(_) | Request::Sync(_) | Request::Acked(_) | Request::Propose(_)) => {
-                wire::err_reply(format!(
-                    "this is a backup; the primary listens on port {}",
-                    self.cfg.primary_port
-                ))
-            }
+            Ok(
+                Request::Join(_)
+                | Request::Sync(_)
+                | Request::Acked(_)
+                | Request::Propose(_)
+                | Request::Failover(_),
+            ) => wire::err_reply(format!(
+                "this is a backup; the primary listens on port {}",
+                self.cfg.primary_port
+            )),
             Err(e) => wire::err_reply(e),
         };
         let value = self.state.value();
-        self.sessions.reply(conn, reply, value, &mut self.out);
+        self.sessions
+            .reply(conn, reply, &|| wire::value_reply(value), &mut self.out);
     }
 
     /// Sends a client's write to the primary; the client's reply waits for the outcome.
@@ -485,8 +494,13 @@ impl Backup {
     /// Gives a pending request its reply, then lets through what was waiting behind it.
     fn resolve(&mut self, client: ConnId, token: u64, reply: String) {
         let value = self.state.value();
-        self.sessions
-            .resolve(client, token, reply, value, &mut self.out);
+        self.sessions.resolve(
+            client,
+            token,
+            reply,
+            &|| wire::value_reply(value),
+            &mut self.out,
+        );
         if self.deferred.contains_key(&client) {
             self.release_deferred(client);
         }
@@ -677,9 +691,11 @@ impl Machine for Backup {
             Input::Line { conn, line } => self.on_line(conn, line),
             Input::LineTooLong { conn } => {
                 let value = self.state.value();
-                self.sessions.refuse_overlong(conn, value, &mut self.out);
+                self.sessions
+                    .refuse_overlong(conn, &|| wire::value_reply(value), &mut self.out);
             }
             Input::Closed { conn } => self.on_closed(conn),
+            Input::Accepted { .. } => {}
             Input::Tick => {
                 match self.phase {
                     Phase::Joining {

@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::addr::Addr;
+
 /// Milliseconds on a monotonic clock owned by the driver.
 ///
 /// The core never reads a clock; the driver passes the current time with every input. Tests and the
@@ -43,6 +45,9 @@ impl fmt::Display for ConnId {
 /// Something that happened outside the core.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input<'a> {
+    /// The driver accepted `conn` from a peer at `host` (an IP address, as text). Sent before
+    /// any line of `conn`: a seed `JOIN:port` names only a port, and the host comes from here.
+    Accepted { conn: ConnId, host: &'a str },
     /// One complete line arrived on `conn`, without its line terminator. It may not be UTF-8.
     Line { conn: ConnId, line: &'a [u8] },
     /// The peer on `conn` sent a line longer than the driver's limit; the driver discarded it.
@@ -66,10 +71,13 @@ pub enum LogLevel {
 pub enum Output {
     /// Write `line` followed by `\n` to `conn`.
     Send { conn: ConnId, line: String },
-    /// Open a TCP connection to the local server listening on `port`. Sends to `conn` issued before
-    /// the connection is up are queued by the driver; a failed connect is reported as
+    /// Open a TCP connection to the server at `addr`. Sends to `conn` issued before the
+    /// connection is up are queued by the driver; a failed connect is reported as
     /// [`Input::Closed`].
-    Connect { conn: ConnId, port: u16 },
+    Connect { conn: ConnId, addr: Addr },
+    /// `conn` carries a replication stream, not requests: its lines are not answered one for
+    /// one, so the driver must not hold its reading back for unanswered requests.
+    Stream { conn: ConnId },
     /// Flush what was sent to `conn`, then close it.
     Close { conn: ConnId },
     /// Something an operator should know about (a backup joined, a peer was dropped...).

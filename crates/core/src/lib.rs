@@ -17,15 +17,18 @@
 pub mod addr;
 pub mod backup;
 pub mod event;
+pub mod node;
 pub mod op;
 pub mod primary;
 pub mod replica;
+pub mod seed;
 pub mod session;
 pub mod wire;
 
 pub use addr::Addr;
 pub use backup::{Backup, BackupConfig};
 pub use event::{ConnId, Input, LogLevel, Machine, Millis, Output};
+pub use node::{Node, NodeConfig};
 pub use op::{Op, Register, Seq};
 pub use primary::{Primary, PrimaryConfig};
 pub use replica::{Effect, JoinAnswer, Replica, ReplicaConfig, Status, Timeouts, WriteOutcome};

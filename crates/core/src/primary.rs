@@ -227,7 +227,7 @@ impl Primary {
             // The value is taken now, not when the reply leaves: every earlier write of this
             // connection is already applied here, and a later one must not show through.
             Ok(Request::Read) => wire::value_reply(value),
-            Ok(Request::Write(v) | Request::Update(v)) => {
+            Ok(Request::Write(v) | Request::Update(v) | Request::TaggedWrite { value: v, .. }) => {
                 return self.propose(conn, Op::Set(v), AckKind::Plain);
             }
             Ok(Request::Propose(op)) => return self.propose(conn, op, AckKind::Committed),
@@ -250,9 +250,11 @@ impl Primary {
             Ok(Request::Sync(port)) => return self.sync(port, conn),
             Ok(Request::Status) => self.status(),
             Ok(Request::Acked(_)) => wire::err_reply("ACKED is only valid on a SYNC stream"),
+            Ok(Request::Failover(_)) => wire::err_reply("this primary cannot hand over"),
             Err(e) => wire::err_reply(e),
         };
-        self.sessions.reply(conn, reply, value, &mut self.out);
+        self.sessions
+            .reply(conn, reply, &|| wire::value_reply(value), &mut self.out);
     }
 
     /// Assigns the next sequence number to `op`, applies it, and queues the client's reply for
@@ -412,7 +414,8 @@ impl Primary {
                     AckKind::Plain => wire::ACK.to_owned(),
                     AckKind::Committed => wire::committed_reply(self.cfg.epoch, seq),
                 };
-                self.sessions.resolve(conn, seq, line, value, &mut self.out);
+                self.sessions
+                    .resolve(conn, seq, line, &|| wire::value_reply(value), &mut self.out);
             }
         }
         let keep_from = self
@@ -485,7 +488,10 @@ impl Primary {
                     };
                     *next_conn += 1;
                     let conn = ConnId::Outbound(*next_conn);
-                    out.push_back(Output::Connect { conn, port: *port });
+                    out.push_back(Output::Connect {
+                        conn,
+                        addr: crate::addr::Addr::local(*port),
+                    });
                     out.push_back(Output::Send {
                         conn,
                         line: format!("UPDATE:{value}"),
@@ -510,10 +516,15 @@ impl Machine for Primary {
                     self.drop_backup(port, "it sent an overlong line");
                 } else {
                     let value = self.state.value();
-                    self.sessions.refuse_overlong(conn, value, &mut self.out);
+                    self.sessions.refuse_overlong(
+                        conn,
+                        &|| wire::value_reply(value),
+                        &mut self.out,
+                    );
                 }
             }
             Input::Closed { conn } => self.on_closed(conn),
+            Input::Accepted { .. } => {}
             Input::Tick => {
                 let mut timed_out = Vec::new();
                 let mut silent = Vec::new();

@@ -16,13 +16,19 @@ use crate::wire;
 enum Slot {
     /// The reply is known.
     Done(String),
-    /// A `READ`, answered with the replica's value once it reaches the head of the queue.
+    /// A `READ`, answered by the role's read function once it reaches the head of the queue.
     Read,
     /// Waiting for the role to [`Sessions::resolve`] token `id`.
     Pending(u64),
+    /// A `READ` that may not be answered before the role [`Sessions::release`]s token `id`
+    /// (a backup waiting to learn that what it holds is committed); then a plain `Read`.
+    Barrier(u64),
     /// Close the connection once every earlier reply is out.
     Close,
 }
+
+/// How a queued `READ` is answered: the reply line for the replica's state at that moment.
+pub type Read<'a> = &'a dyn Fn() -> String;
 
 /// The reply queues of every client connection of a node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -31,14 +37,22 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Queues a known reply.
-    pub fn reply(&mut self, conn: ConnId, line: String, value: i64, out: &mut VecDeque<Output>) {
-        self.push(conn, Slot::Done(line), value, out);
+    /// Queues a known reply. `read` answers the `READ`s this lets through (see
+    /// [`Sessions::read`]).
+    pub fn reply(
+        &mut self,
+        conn: ConnId,
+        line: String,
+        read: Read<'_>,
+        out: &mut VecDeque<Output>,
+    ) {
+        self.push(conn, Slot::Done(line), read, out);
     }
 
-    /// Queues a `READ`.
-    pub fn read(&mut self, conn: ConnId, value: i64, out: &mut VecDeque<Output>) {
-        self.push(conn, Slot::Read, value, out);
+    /// Queues a `READ`. It is answered by calling `read` (here, or in a later call that lets it
+    /// through) when it reaches the head of its queue: that is when its value must be taken.
+    pub fn read(&mut self, conn: ConnId, read: Read<'_>, out: &mut VecDeque<Output>) {
+        self.push(conn, Slot::Read, read, out);
     }
 
     /// Queues a request whose reply the role will give later through [`Sessions::resolve`].
@@ -49,20 +63,40 @@ impl Sessions {
             .push_back(Slot::Pending(id));
     }
 
+    /// Queues a `READ` that waits for [`Sessions::release`] of `id` before it may be answered.
+    pub fn read_after(&mut self, conn: ConnId, id: u64) {
+        self.queues
+            .entry(conn)
+            .or_default()
+            .push_back(Slot::Barrier(id));
+    }
+
+    /// Lets the `READ` queued with [`Sessions::read_after`] as `id` be answered once it reaches
+    /// the head of its queue.
+    pub fn release(&mut self, conn: ConnId, id: u64, read: Read<'_>, out: &mut VecDeque<Output>) {
+        let Some(queue) = self.queues.get_mut(&conn) else {
+            return;
+        };
+        if let Some(slot) = queue.iter_mut().find(|s| **s == Slot::Barrier(id)) {
+            *slot = Slot::Read;
+            self.drain(conn, read, out);
+        }
+    }
+
     /// Queues closing the connection after the replies before it.
-    pub fn close(&mut self, conn: ConnId, value: i64, out: &mut VecDeque<Output>) {
-        self.push(conn, Slot::Close, value, out);
+    pub fn close(&mut self, conn: ConnId, read: Read<'_>, out: &mut VecDeque<Output>) {
+        self.push(conn, Slot::Close, read, out);
     }
 
     /// Answers a line over [`wire::MAX_LINE`] with an error, then closes the connection once the
     /// earlier replies are out: the rest of the stream can no longer be framed.
-    pub fn refuse_overlong(&mut self, conn: ConnId, value: i64, out: &mut VecDeque<Output>) {
+    pub fn refuse_overlong(&mut self, conn: ConnId, read: Read<'_>, out: &mut VecDeque<Output>) {
         let err = wire::err_reply(format!(
             "line too long (limit {} bytes); closing",
             wire::MAX_LINE
         ));
-        self.reply(conn, err, value, out);
-        self.close(conn, value, out);
+        self.reply(conn, err, read, out);
+        self.close(conn, read, out);
     }
 
     /// Gives pending request `id` of `conn` its reply and sends whatever is now at the head.
@@ -72,7 +106,7 @@ impl Sessions {
         conn: ConnId,
         id: u64,
         line: String,
-        value: i64,
+        read: Read<'_>,
         out: &mut VecDeque<Output>,
     ) {
         let Some(queue) = self.queues.get_mut(&conn) else {
@@ -80,7 +114,7 @@ impl Sessions {
         };
         if let Some(slot) = queue.iter_mut().find(|s| **s == Slot::Pending(id)) {
             *slot = Slot::Done(line);
-            self.drain(conn, value, out);
+            self.drain(conn, read, out);
         }
     }
 
@@ -96,7 +130,7 @@ impl Sessions {
         self.queues.get(&conn).is_some_and(|q| {
             q.iter()
                 .take_while(|s| **s != Slot::Pending(id))
-                .any(|s| *s == Slot::Read)
+                .any(|s| matches!(s, Slot::Read | Slot::Barrier(_)))
         })
     }
 
@@ -105,22 +139,22 @@ impl Sessions {
         self.queues.get(&conn).is_some_and(|q| !q.is_empty())
     }
 
-    fn push(&mut self, conn: ConnId, slot: Slot, value: i64, out: &mut VecDeque<Output>) {
+    fn push(&mut self, conn: ConnId, slot: Slot, read: Read<'_>, out: &mut VecDeque<Output>) {
         self.queues.entry(conn).or_default().push_back(slot);
-        self.drain(conn, value, out);
+        self.drain(conn, read, out);
     }
 
-    fn drain(&mut self, conn: ConnId, value: i64, out: &mut VecDeque<Output>) {
+    fn drain(&mut self, conn: ConnId, read: Read<'_>, out: &mut VecDeque<Output>) {
         let Some(queue) = self.queues.get_mut(&conn) else {
             return;
         };
         while let Some(slot) = queue.front() {
             match slot {
-                Slot::Pending(_) => return,
+                Slot::Pending(_) | Slot::Barrier(_) => return,
                 Slot::Done(_) | Slot::Read => {
                     let line = match queue.pop_front() {
                         Some(Slot::Done(line)) => line,
-                        _ => wire::value_reply(value),
+                        _ => read(),
                     };
                     out.push_back(Output::Send { conn, line });
                 }
@@ -156,10 +190,10 @@ mod tests {
         let c = ConnId::Inbound(1);
         let (mut s, mut out) = (Sessions::default(), VecDeque::new());
         s.pending(c, 10);
-        s.read(c, 0, &mut out);
-        s.reply(c, "ERR:x".into(), 0, &mut out);
+        s.read(c, &|| wire::value_reply(0), &mut out);
+        s.reply(c, "ERR:x".into(), &|| wire::value_reply(0), &mut out);
         assert!(out.is_empty(), "nothing may overtake the pending write");
-        s.resolve(c, 10, "ACK".into(), 5, &mut out);
+        s.resolve(c, 10, "ACK".into(), &|| wire::value_reply(5), &mut out);
         assert_eq!(sent(&mut out), ["ACK", "VALUE:5", "ERR:x"]);
         assert!(!s.is_busy(c));
     }
@@ -169,9 +203,21 @@ mod tests {
         let c = ConnId::Inbound(1);
         let (mut s, mut out) = (Sessions::default(), VecDeque::new());
         s.pending(c, 1);
-        s.read(c, 0, &mut out);
-        s.resolve(c, 1, "ACK".into(), 9, &mut out);
+        s.read(c, &|| wire::value_reply(0), &mut out);
+        s.resolve(c, 1, "ACK".into(), &|| wire::value_reply(9), &mut out);
         assert_eq!(sent(&mut out), ["ACK", "VALUE:9"]);
+    }
+
+    #[test]
+    fn a_read_behind_a_barrier_waits_and_then_takes_the_value_of_its_turn() {
+        let c = ConnId::Inbound(1);
+        let (mut s, mut out) = (Sessions::default(), VecDeque::new());
+        s.read_after(c, 1);
+        s.reply(c, "ACK".into(), &|| wire::value_reply(0), &mut out);
+        assert!(out.is_empty(), "nothing overtakes the read");
+        assert!(s.has_read_before(c, 99));
+        s.release(c, 1, &|| wire::value_reply(4), &mut out);
+        assert_eq!(sent(&mut out), ["VALUE:4", "ACK"]);
     }
 
     #[test]
@@ -179,12 +225,18 @@ mod tests {
         let c = ConnId::Inbound(1);
         let (mut s, mut out) = (Sessions::default(), VecDeque::new());
         s.pending(c, 1);
-        s.close(c, 0, &mut out);
-        s.resolve(c, 2, "ACK".into(), 0, &mut out);
+        s.close(c, &|| wire::value_reply(0), &mut out);
+        s.resolve(c, 2, "ACK".into(), &|| wire::value_reply(0), &mut out);
         assert!(out.is_empty());
-        s.resolve(c, 1, "ACK".into(), 0, &mut out);
+        s.resolve(c, 1, "ACK".into(), &|| wire::value_reply(0), &mut out);
         assert_eq!(sent(&mut out), ["ACK", "<close>"]);
-        s.resolve(ConnId::Inbound(7), 1, "ACK".into(), 0, &mut out);
+        s.resolve(
+            ConnId::Inbound(7),
+            1,
+            "ACK".into(),
+            &|| wire::value_reply(0),
+            &mut out,
+        );
         assert!(out.is_empty());
     }
 }

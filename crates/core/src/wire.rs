@@ -10,7 +10,9 @@
 
 use thiserror::Error;
 
+use crate::addr::Addr;
 use crate::op::{Op, Seq};
+use crate::replica::log::Tag;
 
 /// The longest line a server accepts, terminator excluded. Longer lines get `ERR:` and the
 /// connection is closed, so no peer can make a server buffer without bound.
@@ -41,6 +43,11 @@ pub enum Request {
     Propose(Op),
     /// `STATUS`: one line describing the node, for operators and tests.
     Status,
+    /// `WRITE:v:client:number` (ditto): a write tagged for at-most-once application; a retry
+    /// carries the same tag.
+    TaggedWrite { value: i64, tag: Tag },
+    /// `FAILOVER` or `FAILOVER:host:port` (ditto): ask the primary to hand over.
+    Failover(Option<Addr>),
 }
 
 /// A message from the primary on a `SYNC` stream.
@@ -66,7 +73,9 @@ pub enum ParseError {
     Empty,
     #[error("request is not valid UTF-8")]
     NotUtf8,
-    #[error("unknown command (try READ, WRITE:<n>, UPDATE:<n>, JOIN:<port>)")]
+    #[error(
+        "unknown command (try READ, WRITE:<n>, STATUS; servers also take UPDATE:<n>, JOIN:<port>)"
+    )]
     UnknownVerb,
     #[error("{0} needs an argument, e.g. {0}:5")]
     MissingArgument(&'static str),
@@ -82,6 +91,10 @@ pub enum ParseError {
     BadOp,
     #[error("bad stream message")]
     BadStream,
+    #[error("bad write tag: expected WRITE:<value>:<client>:<number> with whole numbers")]
+    BadTag,
+    #[error("bad address: expected host:port")]
+    BadAddr,
 }
 
 /// Splits `line` into its verb (upper-cased) and optional argument, both trimmed.
@@ -120,6 +133,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ParseError> {
         "ACKED" => "ACKED",
         "PROPOSE" => "PROPOSE",
         "STATUS" => "STATUS",
+        "FAILOVER" => "FAILOVER",
         _ => return Err(ParseError::UnknownVerb),
     };
     let needs = |arg: Option<&str>| match arg {
@@ -135,7 +149,31 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ParseError> {
             }),
             Some(_) => Err(ParseError::UnexpectedArgument(verb)),
         },
-        "WRITE" => Ok(Request::Write(value(&needs(arg)?)?)),
+        "WRITE" => {
+            let arg = needs(arg)?;
+            let mut parts = arg.splitn(3, ':');
+            let v = value(parts.next().unwrap_or_default().trim())?;
+            match (parts.next(), parts.next()) {
+                (None, _) => Ok(Request::Write(v)),
+                (Some(client), Some(number)) => {
+                    let (client, number) = (client.trim().parse(), number.trim().parse());
+                    match (client, number) {
+                        (Ok(client), Ok(number)) => Ok(Request::TaggedWrite {
+                            value: v,
+                            tag: Tag { client, number },
+                        }),
+                        _ => Err(ParseError::BadTag),
+                    }
+                }
+                (Some(_), None) => Err(ParseError::BadTag),
+            }
+        }
+        "FAILOVER" => match arg {
+            None | Some("") => Ok(Request::Failover(None)),
+            Some(a) => Addr::parse_or_port(a)
+                .map(|a| Request::Failover(Some(a)))
+                .map_err(|_| ParseError::BadAddr),
+        },
         "UPDATE" => Ok(Request::Update(value(&needs(arg)?)?)),
         "JOIN" => Ok(Request::Join(port(&needs(arg)?)?)),
         "SYNC" => Ok(Request::Sync(port(&needs(arg)?)?)),
@@ -262,6 +300,32 @@ mod tests {
         assert_eq!(parse_request(b"WRITE:-12"), Ok(Request::Write(-12)));
         assert_eq!(parse_request(b"UPDATE:7"), Ok(Request::Update(7)));
         assert_eq!(parse_request(b"JOIN:7001"), Ok(Request::Join(7001)));
+    }
+
+    #[test]
+    fn parses_ditto_requests() {
+        assert_eq!(
+            parse_request(b"WRITE:5:9:2"),
+            Ok(Request::TaggedWrite {
+                value: 5,
+                tag: Tag {
+                    client: 9,
+                    number: 2
+                }
+            })
+        );
+        assert_eq!(parse_request(b"WRITE:5:9"), Err(ParseError::BadTag));
+        assert_eq!(parse_request(b"WRITE:5:x:1"), Err(ParseError::BadTag));
+        assert_eq!(parse_request(b"FAILOVER"), Ok(Request::Failover(None)));
+        assert_eq!(
+            parse_request(b"failover:127.0.0.1:7002"),
+            Ok(Request::Failover(Some(Addr::local(7002))))
+        );
+        assert_eq!(
+            parse_request(b"FAILOVER:7002"),
+            Ok(Request::Failover(Some(Addr::local(7002))))
+        );
+        assert_eq!(parse_request(b"FAILOVER:h:0"), Err(ParseError::BadAddr));
     }
 
     #[test]

@@ -532,14 +532,19 @@ fn random_run(seed: u64, servers: u16) -> Result<usize, String> {
             let port = 7000 + rng.below(servers as u64) as u16;
             match rng.below(4) {
                 0 if down.len() < (servers / 2) as usize && !down.contains(&port) => {
+                    c.log.push(format!("{:?}: crash {port}", c.now));
                     c.crash(port);
                     down.insert(port);
                 }
                 1 if down.contains(&port) => {
+                    c.log.push(format!("{:?}: restart {port}", c.now));
                     c.restart(port);
                     down.remove(&port);
                 }
-                2 if down.is_empty() => c.isolate(port),
+                2 if down.is_empty() => {
+                    c.log.push(format!("{:?}: isolate {port}", c.now));
+                    c.isolate(port)
+                }
                 _ => c.heal(),
             }
         }

@@ -22,6 +22,8 @@ pub(crate) enum Event {
 pub(crate) enum Cmd {
     Line(String),
     Close,
+    /// The connection carries a replication stream: read it whatever is owed.
+    Stream,
 }
 
 /// Limits of one connection.
@@ -53,13 +55,14 @@ pub(crate) async fn run<S>(
     // replication stream the two directions balance the same way.
     let mut in_flight: i64 = 0;
     let mut reading = true;
+    let mut stream_mode = false;
     loop {
         tokio::select! {
             // A fixed order rather than a random one: runs under a simulated network then
             // depend on nothing but their seed. Reading cannot starve writing, because reading
             // pauses once `max_in_flight` replies are owed.
             biased;
-            frame = reader.next(), if reading && in_flight < limits.max_in_flight => match frame {
+            frame = reader.next(), if reading && (stream_mode || in_flight < limits.max_in_flight) => match frame {
                 Some(Ok(Frame::Line(line))) => {
                     in_flight += 1;
                     let _ = events.send(Event::Line(id, line));
@@ -71,7 +74,7 @@ pub(crate) async fn run<S>(
                 }
                 Some(Err(_)) | None => {
                     reading = false;
-                    if in_flight <= 0 {
+                    if stream_mode || in_flight <= 0 {
                         break;
                     }
                 }
@@ -86,6 +89,10 @@ pub(crate) async fn run<S>(
                             writer.write_all(line.as_bytes()).await.is_ok()
                                 && writer.write_all(b"\n").await.is_ok()
                         }
+                        Some(Cmd::Stream) => {
+                            stream_mode = true;
+                            true
+                        }
                         Some(Cmd::Close) | None => false,
                     };
                     if !ok {
@@ -96,7 +103,8 @@ pub(crate) async fn run<S>(
                         Err(_) => break true,
                     }
                 };
-                if writer.flush().await.is_err() || !ok || (!reading && in_flight <= 0) {
+                let drained = !reading && (stream_mode || in_flight <= 0);
+                if writer.flush().await.is_err() || !ok || drained {
                     break;
                 }
             }

@@ -10,8 +10,8 @@ use std::io;
 use std::time::Duration;
 
 use ditto_core::{
-    Backup, BackupConfig, ConnId, Input, LogLevel, Machine, Millis, Output, Primary, PrimaryConfig,
-    wire,
+    Addr, Backup, BackupConfig, ConnId, Input, LogLevel, Machine, Millis, Node, NodeConfig, Output,
+    Primary, PrimaryConfig, wire,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -31,6 +31,9 @@ pub struct DriverConfig {
     pub connect_timeout: Duration,
     /// Most events fed to the machine before its outputs are flushed.
     pub max_batch_events: usize,
+    /// How long accepting pauses after `accept` fails (usually: out of file descriptors).
+    /// Only accepting pauses; timers and connections go on.
+    pub accept_backoff: Duration,
 }
 
 impl Default for DriverConfig {
@@ -40,8 +43,21 @@ impl Default for DriverConfig {
             max_in_flight: 1024,
             connect_timeout: Duration::from_secs(2),
             max_batch_events: 4096,
+            accept_backoff: Duration::from_millis(50),
         }
     }
+}
+
+/// Runs a ditto node on `listener` until `shutdown` completes.
+pub async fn run_node<N: Net>(
+    net: N,
+    listener: N::Listener,
+    cfg: NodeConfig,
+    driver: DriverConfig,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let node = Node::new(cfg, Millis(0));
+    run(net, listener, node, driver, shutdown).await
 }
 
 /// Runs a primary on `listener` until `shutdown` completes.
@@ -99,7 +115,13 @@ pub async fn run<N: Net, M: Machine>(
     tokio::pin!(shutdown);
     d.feed(Input::Tick);
     d.dispatch();
+    // After a failed accept (no file descriptors left, say), accepting waits until then; the
+    // rest of the loop does not.
+    let mut accept_paused: Option<Instant> = None;
     loop {
+        if accept_paused.is_some_and(|t| Instant::now() >= t) {
+            accept_paused = None;
+        }
         let deadline = d
             .machine
             .poll_timeout()
@@ -116,15 +138,17 @@ pub async fn run<N: Net, M: Machine>(
                     }
                 }
             }
-            accepted = listener.accept() => match accepted {
-                Ok(stream) => d.accept(stream),
+            accepted = listener.accept(), if accept_paused.is_none() => match accepted {
+                Ok((stream, host)) => d.accept(stream, &host),
                 Err(e) => {
-                    // Usually running out of file descriptors: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Usually running out of file descriptors: pause accepting instead of
+                    // spinning, and keep serving timers and connections meanwhile.
+                    tracing::warn!("accept failed: {e}; pausing new connections briefly");
+                    accept_paused = Some(Instant::now() + d.cfg.accept_backoff);
                 }
             },
             () = sleep_until(deadline) => d.feed(Input::Tick),
+            () = sleep_until(accept_paused) => {}
         }
         // Reap finished connection tasks so the set does not grow with every connection.
         while d.tasks.try_join_next().is_some() {}
@@ -168,9 +192,10 @@ impl<N: Net, M: Machine> Driver<N, M> {
         }
     }
 
-    fn accept(&mut self, stream: N::Stream) {
+    fn accept(&mut self, stream: N::Stream, host: &str) {
         self.next_inbound += 1;
         let id = ConnId::Inbound(self.next_inbound);
+        self.feed(Input::Accepted { conn: id, host });
         let (tx, rx) = mpsc::unbounded_channel();
         self.conns.insert(id, tx);
         let (events, limits) = (self.events.clone(), self.limits());
@@ -191,7 +216,12 @@ impl<N: Net, M: Machine> Driver<N, M> {
                         let _ = tx.send(Cmd::Close);
                     }
                 }
-                Output::Connect { conn, port } => self.connect(conn, port),
+                Output::Connect { conn, addr } => self.connect(conn, addr),
+                Output::Stream { conn } => {
+                    if let Some(tx) = self.conns.get(&conn) {
+                        let _ = tx.send(Cmd::Stream);
+                    }
+                }
                 Output::Log { level, message } => match level {
                     LogLevel::Info => tracing::info!("{message}"),
                     LogLevel::Warn => tracing::warn!("{message}"),
@@ -200,20 +230,20 @@ impl<N: Net, M: Machine> Driver<N, M> {
         }
     }
 
-    fn connect(&mut self, id: ConnId, port: u16) {
+    fn connect(&mut self, id: ConnId, addr: Addr) {
         let (tx, rx) = mpsc::unbounded_channel();
         self.conns.insert(id, tx);
         let (net, events, limits) = (self.net.clone(), self.events.clone(), self.limits());
         let timeout = self.cfg.connect_timeout;
         self.tasks.spawn(async move {
-            match tokio::time::timeout(timeout, net.connect(port)).await {
+            match tokio::time::timeout(timeout, net.connect(&addr)).await {
                 Ok(Ok(stream)) => conn::run(stream, id, events, rx, limits).await,
                 Ok(Err(e)) => {
-                    tracing::debug!("connect to :{port} failed: {e}");
+                    tracing::debug!("connect to {addr} failed: {e}");
                     let _ = events.send(Event::Closed(id));
                 }
                 Err(_) => {
-                    tracing::debug!("connect to :{port} timed out");
+                    tracing::debug!("connect to {addr} timed out");
                     let _ = events.send(Event::Closed(id));
                 }
             }

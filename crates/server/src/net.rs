@@ -7,17 +7,19 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use ditto_core::Addr;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A listening socket.
 pub trait Listener: Send + 'static {
     /// The stream type of accepted connections.
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    /// Waits for the next connection. Must be cancel-safe: the driver polls it in a `select!`.
-    fn accept(&mut self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// Waits for the next connection, and names the host it came from. Must be cancel-safe:
+    /// the driver polls it in a `select!`.
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Stream, String)>> + Send;
 }
 
-/// How a node reaches other nodes, which are named by port.
+/// How a node reaches other nodes, which are named by address.
 pub trait Net: Clone + Send + Sync + 'static {
     /// A connected stream.
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
@@ -25,11 +27,12 @@ pub trait Net: Clone + Send + Sync + 'static {
     type Listener: Listener<Stream = Self::Stream>;
     /// Listens on `port`.
     fn bind(&self, port: u16) -> impl Future<Output = io::Result<Self::Listener>> + Send;
-    /// Connects to the node listening on `port`.
-    fn connect(&self, port: u16) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// Connects to the node listening at `addr`.
+    fn connect(&self, addr: &Addr) -> impl Future<Output = io::Result<Self::Stream>> + Send;
 }
 
-/// Real TCP on one host: every node listens on `host` (by default 127.0.0.1) at its own port.
+/// Real TCP: this node listens on `host` (by default 127.0.0.1) at its port, and reaches
+/// others at their `host:port`, names resolved by the system.
 #[derive(Clone, Copy, Debug)]
 pub struct TokioNet {
     pub host: IpAddr,
@@ -46,11 +49,11 @@ impl Default for TokioNet {
 impl Listener for tokio::net::TcpListener {
     type Stream = tokio::net::TcpStream;
 
-    async fn accept(&mut self) -> io::Result<Self::Stream> {
-        let (stream, _) = tokio::net::TcpListener::accept(self).await?;
+    async fn accept(&mut self) -> io::Result<(Self::Stream, String)> {
+        let (stream, peer) = tokio::net::TcpListener::accept(self).await?;
         // Replies are single short lines; waiting to coalesce them only adds latency.
         stream.set_nodelay(true)?;
-        Ok(stream)
+        Ok((stream, peer.ip().to_canonical().to_string()))
     }
 }
 
@@ -62,8 +65,8 @@ impl Net for TokioNet {
         tokio::net::TcpListener::bind(SocketAddr::new(self.host, port)).await
     }
 
-    async fn connect(&self, port: u16) -> io::Result<Self::Stream> {
-        let stream = tokio::net::TcpStream::connect(SocketAddr::new(self.host, port)).await?;
+    async fn connect(&self, addr: &Addr) -> io::Result<Self::Stream> {
+        let stream = tokio::net::TcpStream::connect((addr.host(), addr.port())).await?;
         stream.set_nodelay(true)?;
         Ok(stream)
     }

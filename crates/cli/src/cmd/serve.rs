@@ -1,29 +1,68 @@
 //! `ditto primary` and `ditto backup`: run one server until interrupted.
 
+use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
-use ditto_core::{BackupConfig, PrimaryConfig};
+use ditto_core::{Addr, NodeConfig, ReplicaConfig};
 use ditto_server::{DriverConfig, Net, TokioNet};
 use tokio::io::AsyncReadExt;
 
+/// Where a server listens and how the others reach it.
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// Address to listen on: 127.0.0.1 (this computer only, as the seed runs), or an address of
+    /// this host that the other members can reach (0.0.0.0 or :: for all of them).
+    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+    bind: IpAddr,
+    /// The host (name or IP) the other members and clients reach this server at, if not the
+    /// bind address. Needed with a wildcard bind address.
+    #[arg(long, value_name = "HOST")]
+    advertise: Option<String>,
+}
+
+impl NetArgs {
+    /// The address this server is known by.
+    fn advertised(&self, port: u16) -> anyhow::Result<Addr> {
+        let host = match &self.advertise {
+            Some(host) => host.clone(),
+            None if self.bind.is_unspecified() => anyhow::bail!(
+                "--bind {} listens on every address; say which one the others reach with --advertise HOST",
+                self.bind
+            ),
+            None => self.bind.to_string(),
+        };
+        Addr::new(&host, port).map_err(|e| anyhow::anyhow!("--advertise {host}: {e}"))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct PrimaryArgs {
-    /// Port to listen on (127.0.0.1).
+    /// Port to listen on.
     #[arg(value_parser = super::port)]
     port: u16,
+    #[command(flatten)]
+    net: NetArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// Port this backup listens on (127.0.0.1).
+    /// Port this backup listens on.
     #[arg(value_parser = super::port)]
     backup_port: u16,
-    /// Port of the primary to join.
-    #[arg(value_parser = super::port)]
-    primary_port: u16,
+    /// The primary to join: its port on this computer, or HOST:PORT (any member will do: a
+    /// backup redirects to its primary).
+    #[arg(value_parser = addr, value_name = "PRIMARY_PORT")]
+    primary: Addr,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+/// Parses `PORT` (on 127.0.0.1) or `HOST:PORT`.
+fn addr(s: &str) -> Result<Addr, String> {
+    Addr::parse_or_port(s).map_err(|e| format!("'{s}': {e}"))
 }
 
 async fn bind(net: &TokioNet, port: u16) -> anyhow::Result<tokio::net::TcpListener> {
@@ -32,46 +71,58 @@ async fn bind(net: &TokioNet, port: u16) -> anyhow::Result<tokio::net::TcpListen
         .with_context(|| format!("cannot listen on {}:{port}", net.host))
 }
 
-pub async fn primary(args: PrimaryArgs, exit_on_eof: bool) -> anyhow::Result<ExitCode> {
-    let net = TokioNet::default();
-    let listener = bind(&net, args.port).await?;
-    // Epochs only need to grow across restarts of a primary; wall-clock milliseconds do.
-    let epoch = SystemTime::now()
+/// A group id nobody else draws: the time and the process id.
+fn group_seed() -> u64 {
+    let t = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| d.as_nanos() as u64)
         .unwrap_or(1);
-    tracing::info!(
-        "primary listening on {}:{} (epoch {epoch})",
-        net.host,
-        args.port
-    );
-    let cfg = PrimaryConfig::new(args.port, epoch);
-    ditto_server::run_primary(
-        net,
-        listener,
-        cfg,
-        DriverConfig::default(),
-        stop(exit_on_eof),
-    )
-    .await?;
-    tracing::info!("primary stopped");
-    Ok(ExitCode::SUCCESS)
+    (t ^ (u64::from(std::process::id()) << 40)).max(1)
+}
+
+pub async fn primary(args: PrimaryArgs, exit_on_eof: bool) -> anyhow::Result<ExitCode> {
+    let me = args.net.advertised(args.port)?;
+    run("primary", args.port, &args.net, me, None, exit_on_eof).await
 }
 
 pub async fn backup(args: BackupArgs, exit_on_eof: bool) -> anyhow::Result<ExitCode> {
-    if args.backup_port == args.primary_port {
+    let me = args.net.advertised(args.backup_port)?;
+    if args.primary == me || args.primary == Addr::local(args.backup_port) {
         anyhow::bail!("the backup port and the primary port must differ");
     }
-    let net = TokioNet::default();
-    let listener = bind(&net, args.backup_port).await?;
-    tracing::info!(
-        "backup listening on {}:{}, joining primary :{}",
-        net.host,
+    let contact = Some(args.primary.clone());
+    run(
+        "backup",
         args.backup_port,
-        args.primary_port
-    );
-    let cfg = BackupConfig::new(args.backup_port, args.primary_port);
-    ditto_server::run_backup(
+        &args.net,
+        me,
+        contact,
+        exit_on_eof,
+    )
+    .await
+}
+
+async fn run(
+    role: &str,
+    port: u16,
+    net_args: &NetArgs,
+    me: Addr,
+    contact: Option<Addr>,
+    exit_on_eof: bool,
+) -> anyhow::Result<ExitCode> {
+    let net = TokioNet {
+        host: net_args.bind,
+    };
+    let listener = bind(&net, port).await?;
+    match &contact {
+        None => tracing::info!("{role} listening on {}:{port} as {me}", net.host),
+        Some(c) => tracing::info!(
+            "{role} listening on {}:{port} as {me}, joining {c}",
+            net.host
+        ),
+    }
+    let cfg = NodeConfig::new(ReplicaConfig::new(me, contact, group_seed()));
+    ditto_server::run_node(
         net,
         listener,
         cfg,
@@ -79,7 +130,7 @@ pub async fn backup(args: BackupArgs, exit_on_eof: bool) -> anyhow::Result<ExitC
         stop(exit_on_eof),
     )
     .await?;
-    tracing::info!("backup stopped");
+    tracing::info!("{role} stopped");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -352,34 +352,39 @@ pub fn field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
 }
 
-/// The `backups=` entries of a primary's `STATUS`: (port, kind, acked).
-pub fn backup_links(status: &str) -> Vec<(u16, String, String)> {
-    field(status, "backups")
+/// The `members=` entries of a `STATUS` line (`id@host:port:kind:state:held`): (port, kind,
+/// state, held), the primary's own entry included.
+pub fn members(status: &str) -> Vec<(u16, String, String, String)> {
+    field(status, "members")
         .unwrap_or("")
         .split(',')
         .filter(|e| !e.is_empty())
         .map(|e| {
-            let parts: Vec<&str> = e.split(':').collect();
+            let parts: Vec<&str> = e.rsplitn(4, ':').collect();
             assert_eq!(
                 parts.len(),
-                3,
-                "malformed backups entry {e:?} in {status:?}"
+                4,
+                "malformed members entry {e:?} in {status:?}"
             );
+            let port = parts[3].rsplit(':').next().and_then(|p| p.parse().ok());
             (
-                parts[0].parse().expect("port"),
-                parts[1].to_owned(),
+                port.unwrap_or_else(|| panic!("no port in {e:?}")),
                 parts[2].to_owned(),
+                parts[1].to_owned(),
+                parts[0].to_owned(),
             )
         })
         .collect()
 }
 
-/// Whether the primary on `primary` lists `backup` as a stream that acknowledged its snapshot.
+/// Whether the primary on `primary` has `backup` in its active set: synced, and waited for by
+/// every write.
 pub fn backup_streaming(primary: u16, backup: u16) -> bool {
     status(primary).is_some_and(|s| {
-        backup_links(&s)
-            .iter()
-            .any(|(p, kind, acked)| *p == backup && kind == "stream" && acked != "none")
+        field(&s, "role") == Some("primary")
+            && members(&s)
+                .iter()
+                .any(|(p, _, state, _)| *p == backup && state == "active")
     })
 }
 
@@ -563,8 +568,8 @@ impl Cluster {
         ports
     }
 
-    /// Waits until the primary lists every backup as a stream that acknowledged something, and
-    /// every backup says it follows the stream.
+    /// Waits until the primary has every backup in its active set, and every backup says it
+    /// follows that primary.
     pub fn wait_synced(&mut self) {
         let primary = self.primary.port;
         for b in &mut self.backups {
@@ -572,7 +577,11 @@ impl Cluster {
             wait_until(&what, TIMEOUT, || {
                 b.assert_running();
                 backup_streaming(primary, b.port)
-                    && status(b.port).is_some_and(|s| field(&s, "mode") == Some("stream"))
+                    && status(b.port).is_some_and(|s| {
+                        field(&s, "role") == Some("backup")
+                            && field(&s, "primary")
+                                .is_some_and(|p| p.ends_with(&format!(":{primary}")))
+                    })
             });
         }
     }

@@ -191,8 +191,9 @@ struct Recovery {
     /// Whom to ask first (and again), until a configuration is known.
     first: Addr,
     config: Option<Config>,
-    /// Replies by sender: (view, the primary it names).
-    replies: BTreeMap<Addr, (View, Option<Addr>)>,
+    /// Replies by sender: (view, the primary it names, its last entry, whether it is
+    /// recovering too).
+    replies: BTreeMap<Addr, (View, Option<Addr>, Pos, bool)>,
     /// Whom a `Sync` was sent to, once chosen.
     syncing: Option<Addr>,
 }
@@ -234,6 +235,9 @@ pub struct Replica {
     prev_primary: Option<Addr>,
     /// Primary: when it began to lead (its quorum check starts then).
     lead_since: Millis,
+    /// After recovering with no state (see `on_recover_reply`), the most recent log any member
+    /// that remembers reported: this replica votes only for a candidate at least that recent.
+    vote_floor: Pos,
     /// Primary: streams by address, the first index of this view, local waiters by index,
     /// forwarded proposals by index.
     links: BTreeMap<Addr, Link>,
@@ -285,6 +289,7 @@ impl Replica {
             pre_votes: BTreeSet::new(),
             prev_primary: None,
             lead_since: now,
+            vote_floor: Pos::default(),
             links: BTreeMap::new(),
             view_start: 0,
             waiting: BTreeMap::new(),
@@ -373,6 +378,20 @@ impl Replica {
         self.value()
     }
 
+    /// The first write after entry `after`, up to the last entry: its index and value. What a
+    /// seed-only backup holding the state after `after` is pushed next, one write at a time
+    /// as the seed's primary does.
+    pub fn next_write_after(&self, after: Index) -> Option<(Index, i64)> {
+        let last = self.log.last().index;
+        ((after + 1).max(self.log.first())..=last).find_map(|i| match self.log.entry(i) {
+            Some(Entry {
+                payload: Payload::Write { op: Op::Set(v), .. },
+                ..
+            }) => Some((i, *v)),
+            _ => None,
+        })
+    }
+
     /// Per replica the primary streams to: address, highest index held, when last heard from.
     pub fn links(&self) -> impl Iterator<Item = (&Addr, Index, Millis)> {
         self.links.iter().map(|(a, l)| (a, l.held, l.heard))
@@ -415,6 +434,24 @@ impl Replica {
                 Err("not joined to a group yet; try again shortly".to_owned())
             }
         }
+    }
+
+    /// Where a read at this backup must wait until the commit point reaches: the last entry it
+    /// holds, if that is beyond what it knows committed. A write acknowledged anywhere is held
+    /// by every replica of the active set, so once the commit point covers what a backup holds,
+    /// a read there returns every write acknowledged before the read arrived (the seed's
+    /// promise), without writes waiting for backups to apply.
+    pub fn read_barrier(&self) -> Option<(View, Index)> {
+        let last = self.log.last().index;
+        (self.status == Status::Normal && !self.is_primary() && last > self.commit)
+            .then_some((self.view, last))
+    }
+
+    /// Whether a read waiting for `barrier` may go ahead: the commit point reached it, or the
+    /// view changed (the entries it waited for may be gone; the read is answered from what is
+    /// committed now, or refused).
+    pub fn barrier_passed(&self, barrier: (View, Index)) -> bool {
+        self.view != barrier.0 || self.status != Status::Normal || self.commit >= barrier.1
     }
 
     /// A client's write, `token` naming it in the [`Effect::WriteDone`] that ends it.
@@ -640,12 +677,21 @@ impl Replica {
         }
     }
 
+    /// An answer to this replica's `Recover`. VRR §4.3: once answers from as many other
+    /// members as a quorum has came in, the primary of the newest view among them included,
+    /// take a snapshot from that primary.
+    ///
+    /// One more case ends a recovery: every other member answered, none is the primary of the
+    /// newest view, and some are recovering too (members restarted together; the primary then
+    /// steps down for want of a quorum, and nobody could recover). Every view any member
+    /// remembers is then known here, so this replica waits in `ViewChange` and votes, but only
+    /// for a candidate whose log is at least as recent as the most recent one reported: a write
+    /// committed in a view nobody remembers lived only on members that forgot it.
     fn on_recover_reply(
         &mut self,
         from: Addr,
         nonce: u64,
-        view: View,
-        primary: Option<Addr>,
+        reply: (View, Option<Addr>, Pos, bool),
         config: Config,
     ) {
         let me = self.cfg.addr.clone();
@@ -655,11 +701,18 @@ impl Replica {
         if rec.nonce != nonce || self.status != Status::Recovering {
             return;
         }
-        // Keep the configuration of the newest view heard of.
-        if rec.replies.values().all(|(v, _)| view >= *v) {
+        // Keep the configuration of the most recent log heard of.
+        let remembers = !reply.3;
+        let best = rec
+            .replies
+            .values()
+            .filter(|r| !r.3)
+            .map(|r| (r.0, r.2))
+            .max();
+        if rec.config.is_none() || (remembers && best.is_none_or(|b| (reply.0, reply.2) >= b)) {
             rec.config = Some(config);
         }
-        rec.replies.insert(from, (view, primary));
+        rec.replies.insert(from, reply);
         let Some(config) = rec.config.clone() else {
             return;
         };
@@ -667,9 +720,9 @@ impl Replica {
         // A new replica never voted: any primary will do. A member needs answers from as many
         // other members as a quorum has, so that it learns every view it may have voted in.
         let need = if amnesiac { config.quorum() } else { 1 };
-        let others = rec.replies.keys().filter(|a| **a != me).count();
-        if others < need || rec.syncing.is_some() {
-            if amnesiac && others < need {
+        let others: Vec<&Addr> = rec.replies.keys().filter(|a| **a != me).collect();
+        if others.len() < need || rec.syncing.is_some() {
+            if amnesiac && others.len() < need {
                 let asked: Vec<Addr> = config
                     .voters()
                     .map(|(_, m)| m.addr.clone())
@@ -684,18 +737,56 @@ impl Replica {
             }
             return;
         }
-        let max_view = rec.replies.values().map(|r| r.0).max().unwrap_or(0);
+        let max_view = rec
+            .replies
+            .values()
+            .filter(|r| !r.3)
+            .map(|r| r.0)
+            .max()
+            .unwrap_or(0);
         let primary = rec
             .replies
             .iter()
-            .find(|(a, (v, p))| *v == max_view && p.as_ref() == Some(*a))
+            .find(|(a, r)| !r.3 && r.0 == max_view && r.1.as_ref() == Some(*a))
             .map(|(a, _)| a.clone());
-        let Some(primary) = primary else {
+        if let Some(primary) = primary {
+            rec.syncing = Some(primary.clone());
+            self.view = self.view.max(max_view);
+            return self.send(primary, Msg::Sync { view: max_view });
+        }
+        let everyone = config
+            .voters()
+            .all(|(_, m)| m.addr == me || rec.replies.contains_key(&m.addr));
+        let others_forgot = rec.replies.values().any(|r| r.3);
+        if !(amnesiac && everyone && others_forgot) {
             return; // The primary of the newest view has not answered (yet): retry asks again.
-        };
-        rec.syncing = Some(primary.clone());
+        }
+        let floor = rec
+            .replies
+            .values()
+            .filter(|r| !r.3)
+            .map(|r| r.2)
+            .max()
+            .unwrap_or_default();
+        self.log(
+            LogLevel::Warn,
+            format!(
+                "every member answered and none leads: members restarted together. Waiting for                  a new primary holding at least entry {} of view {}",
+                floor.index, floor.view
+            ),
+        );
+        self.recovery = None;
+        self.timers.clear(Timer::Retry);
+        self.log = empty_log(config);
+        self.commit = 0;
+        self.vote_floor = floor;
         self.view = self.view.max(max_view);
-        self.send(primary, Msg::Sync { view: max_view });
+        self.voted_for = None;
+        self.synced = false;
+        self.primary = None;
+        self.status = Status::ViewChange;
+        let at = self.now.after(self.cfg.timeouts.election_timeout);
+        self.timers.set(Timer::ViewChange, at);
     }
 
     // --------------------------------------------------------------------------------------
@@ -735,14 +826,17 @@ impl Replica {
                 view,
                 primary,
                 config,
-            } => self.on_recover_reply(from, nonce, view, primary, config),
+                last,
+                recovering,
+            } => self.on_recover_reply(from, nonce, (view, primary, last, recovering), config),
             Msg::Probe { view, primary } => self.on_probe(from, view, primary),
             Msg::Sync { .. } => return self.on_sync(from),
             Msg::Snapshot {
                 view,
+                group,
                 snapshot,
                 commit,
-            } => return self.on_snapshot(from, view, snapshot, commit),
+            } => return self.on_snapshot(from, view, group, snapshot, commit),
             Msg::Entries {
                 first,
                 entries,
@@ -827,15 +921,20 @@ impl Replica {
     }
 
     fn answer_recover(&mut self, from: Addr, nonce: u64) {
-        if !matches!(self.status, Status::Normal | Status::ViewChange) {
-            return;
-        }
+        let recovering = match self.status {
+            Status::Normal | Status::ViewChange => false,
+            // A restarted member answers too, so that members restarted together can tell
+            // that nobody else remembers more (see `on_recover_reply`).
+            Status::Recovering => true,
+            Status::Discovering | Status::Joining => return,
+        };
         let primary = if self.status == Status::Normal {
             self.primary.clone()
         } else {
             None
         };
         let config = self.log.config().clone();
+        let last = self.log.last();
         self.send(
             from,
             Msg::RecoverReply {
@@ -843,6 +942,8 @@ impl Replica {
                 view: self.view,
                 primary,
                 config,
+                last,
+                recovering,
             },
         );
     }
@@ -882,6 +983,7 @@ impl Replica {
             from.clone(),
             Msg::Snapshot {
                 view: self.view,
+                group: self.group,
                 snapshot,
                 commit: self.commit,
             },
@@ -906,9 +1008,16 @@ impl Replica {
         &mut self,
         from: Addr,
         view: View,
+        group: u64,
         snapshot: Snapshot,
         commit: Index,
     ) -> Result<(), String> {
+        if self.group != 0 && group != self.group {
+            return Err(format!(
+                "snapshot of group {group:x}; this replica is in group {:x}",
+                self.group
+            ));
+        }
         // Only the primary this replica asked, or a voter of its group, may install state here.
         let asked = self.recovery.as_ref().and_then(|r| r.syncing.as_ref()) == Some(&from);
         let voter = self
@@ -925,6 +1034,8 @@ impl Replica {
             return Err("this replica is the primary of this view".to_owned());
         }
         let first_time = self.recovery.is_some() || self.status != Status::Normal;
+        self.group = group;
+        self.vote_floor = Pos::default();
         self.log = Log::from_snapshot(snapshot);
         self.commit = self
             .log
@@ -1131,6 +1242,7 @@ impl Replica {
             && free
             && candidate_ok
             && last >= self.log.last()
+            && last >= self.vote_floor
             && !self.hears_primary();
         if granted && !pre {
             self.voted_for = Some(from.clone());
@@ -1206,6 +1318,16 @@ impl Replica {
                     self.lease_until = self.now;
                     return;
                 }
+                if self.pre_votes.is_empty() {
+                    let silent = self.now.0.saturating_sub(self.heard_primary.0);
+                    self.log(
+                        LogLevel::Warn,
+                        format!(
+                            "the primary {} has been silent for {silent} ms; asking the group to                              elect a new one",
+                            self.primary.as_ref().map_or("?".into(), |p| p.to_string()),
+                        ),
+                    );
+                }
                 self.pre_campaign();
             }
             Status::ViewChange if self.log.config().elects() => self.pre_campaign(),
@@ -1221,6 +1343,7 @@ impl Replica {
             .is_some_and(|id| config.is_voter(id) && config.is_active(id))
             && matches!(self.status, Status::Normal | Status::ViewChange)
             && !self.is_primary()
+            && self.log.last() >= self.vote_floor
     }
 
     /// Asks every voter whether it would vote for this replica in the next view, without
@@ -1350,6 +1473,7 @@ impl Replica {
                     m.addr.clone(),
                     Msg::Snapshot {
                         view: self.view,
+                        group: self.group,
                         snapshot: snapshot.clone(),
                         commit: self.commit,
                     },
@@ -1483,7 +1607,7 @@ impl Replica {
             return;
         }
         let last = self.log.last().index;
-        let (view, commit, now) = (self.view, self.commit, self.now);
+        let (view, group, commit, now) = (self.view, self.group, self.commit, self.now);
         let suspect = self.cfg.timeouts.backup_suspect;
         let mut sends = Vec::new();
         for (addr, link) in self.links.iter_mut().filter(|(_, l)| !l.seed) {
@@ -1494,6 +1618,7 @@ impl Replica {
                     addr.clone(),
                     Msg::Snapshot {
                         view,
+                        group,
                         snapshot: self.log.snapshot(),
                         commit,
                     },
@@ -1651,14 +1776,21 @@ impl Replica {
         let config = self.log.config().clone();
         let quiet = self.cfg.timeouts.backup_suspect;
         let now = self.now;
+        // Members outside the active set are the ones that may have restarted: everyone
+        // probes them, so a restarted member is claimed even while the group has no primary.
+        let inactive = config
+            .voters()
+            .filter(|(_, m)| !m.active)
+            .map(|(_, m)| m.addr.clone());
         let targets: Vec<Addr> = if self.is_primary() {
             config
                 .voters()
                 .map(|(_, m)| m.addr.clone())
                 .filter(|a| {
-                    self.links
-                        .get(a)
-                        .is_none_or(|l| now.0.saturating_sub(l.heard.0) >= quiet)
+                    self.links.get(a).is_none_or(|l| {
+                        let never = l.echo == Millis(0) && l.held == 0;
+                        never || now.0.saturating_sub(l.heard.0) >= quiet
+                    })
                 })
                 .collect()
         } else if self.status == Status::Normal {
@@ -1666,6 +1798,7 @@ impl Replica {
                 .clone()
                 .filter(|_| now.0.saturating_sub(self.heard_primary.0) >= quiet)
                 .into_iter()
+                .chain(inactive)
                 .collect()
         } else {
             config.voters().map(|(_, m)| m.addr.clone()).collect()
@@ -1793,14 +1926,6 @@ impl Replica {
             .filter(|m| m.kind == Kind::Seed)
             .map(|m| (m.addr.clone(), m.active))
             .collect()
-    }
-
-    /// A seed-only backup joined (after the node's grace for a ditto `Sync`): the node starts
-    /// pushing it and reports through [`Replica::seed_held`].
-    pub fn seed_joined(&mut self, addr: &Addr) {
-        if self.log.config().id_of(addr).is_none() {
-            self.log(LogLevel::Info, format!("seed-only backup {addr} joined"));
-        }
     }
 
     // --------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ pub enum Msg {
     /// Primary to a backup or learner: install this, then expect entries from `pos + 1`.
     Snapshot {
         view: View,
+        group: u64,
         snapshot: Snapshot,
         commit: Index,
     },
@@ -89,6 +90,10 @@ pub enum Msg {
         view: View,
         primary: Option<Addr>,
         config: Config,
+        /// The last entry the sender holds.
+        last: Pos,
+        /// The sender is recovering too: it remembers nothing.
+        recovering: bool,
     },
     /// To a member not heard from lately: this group is in `view` (and the sender is its
     /// primary, with `primary`). A restarted member learns here that it has a group.
@@ -173,6 +178,7 @@ mod tests {
             },
             Msg::Snapshot {
                 view: 1,
+                group: 3,
                 snapshot: Snapshot {
                     pos: Pos::default(),
                     state: State::default(),
@@ -186,6 +192,8 @@ mod tests {
                 view: 2,
                 primary: Some(Addr::local(7001)),
                 config,
+                last: Pos { view: 2, index: 9 },
+                recovering: false,
             },
             Msg::VoteRequest {
                 view: 4,

@@ -319,9 +319,9 @@ impl Node {
                 }
                 Output::Connect {
                     conn: ConnId::Outbound(n),
-                    port,
+                    addr,
                 } => {
-                    let dst = usize::from(port.wrapping_sub(PRIMARY_PORT));
+                    let dst = usize::from(addr.port().wrapping_sub(PRIMARY_PORT));
                     if dst < *servers {
                         s.dialed.insert(n, dst);
                     } else {
@@ -331,6 +331,7 @@ impl Node {
                     }
                 }
                 Output::Connect { conn, .. } => panic!("the core opened {conn}, an inbound id"),
+                Output::Stream { .. } => {}
                 Output::Close { conn } => {
                     s.emit(self, me, conn, None, o);
                     s.forget(conn);

@@ -234,7 +234,9 @@ impl Net {
                     }
                 }
             }
-            Output::Connect { conn, port: to } => {
+            Output::Stream { .. } => {}
+            Output::Connect { conn, addr } => {
+                let to = addr.port();
                 self.next_inbound += 1;
                 let mut pipe = Pipe {
                     a: End::Node(port, conn),

@@ -1,18 +1,24 @@
 //! [`ditto_server::Net`] over turmoil's simulated TCP.
 //!
-//! A port names a host: the node listening on port 7000 runs on the simulated host `n7000`, so
-//! `connect(7000)` dials `("n7000", 7000)`. The driver uses nothing else, which is why the real
-//! driver and core run here unchanged.
+//! A port names a host: the node listening on port 7000 runs on the simulated host `n7000` and
+//! is known by the address `n7000:7000`, which turmoil resolves. The driver uses nothing else,
+//! which is why the real driver and core run here unchanged.
 
 use std::io;
 use std::net::Ipv4Addr;
 
+use ditto_core::Addr;
 use ditto_server::{Listener, Net};
 use turmoil::net::{TcpListener, TcpStream};
 
 /// The simulated host whose node listens on `port`.
 pub fn host_name(port: u16) -> String {
     format!("n{port}")
+}
+
+/// The address of the node listening on `port`.
+pub fn addr(port: u16) -> Addr {
+    Addr::new(&host_name(port), port).expect("a simulated host name is an address")
 }
 
 /// Binds and connects over the simulated network of the turmoil host it runs on.
@@ -26,9 +32,9 @@ impl Listener for SimListener {
     type Stream = TcpStream;
 
     /// Cancel-safe: turmoil's `accept` only awaits a notification before taking the connection.
-    async fn accept(&mut self) -> io::Result<TcpStream> {
-        let (stream, _) = self.0.accept().await?;
-        Ok(stream)
+    async fn accept(&mut self) -> io::Result<(TcpStream, String)> {
+        let (stream, peer) = self.0.accept().await?;
+        Ok((stream, peer.ip().to_string()))
     }
 }
 
@@ -42,7 +48,7 @@ impl Net for SimNet {
             .map(SimListener)
     }
 
-    async fn connect(&self, port: u16) -> io::Result<TcpStream> {
-        TcpStream::connect((host_name(port), port)).await
+    async fn connect(&self, addr: &Addr) -> io::Result<TcpStream> {
+        TcpStream::connect((addr.host(), addr.port())).await
     }
 }

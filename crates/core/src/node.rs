@@ -1,0 +1,773 @@
+//! A ditto server as the driver sees it: the [`Replica`] inside, and at its edge the
+//! connections, the seed's text protocol, and the adapters for peers that speak only the seed.
+//!
+//! The node owns what the replica does not: which connection is a client, a replica-to-replica
+//! stream, a seed `JOIN` handshake or a push to a seed-only backup; the reply queue of every
+//! client connection (`crate::session`); and the text form of every request and reply. A node
+//! whose primary turned out to speak only the seed runs a [`SeedFollower`] in place of the
+//! replica: nothing of the seed's looser rules leaks into the replica.
+//!
+//! Effects of the replica are drained in [`Machine::poll_output`], not after each input: the
+//! driver feeds every queued input first, so all the writes that arrived meanwhile leave in one
+//! replication message.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+
+use crate::addr::Addr;
+use crate::event::{ConnId, Input, LogLevel, Machine, Millis, Output};
+use crate::op::Op;
+use crate::replica::config::Kind;
+use crate::replica::log::{Index, Tag};
+use crate::replica::msg::{Hello, Msg};
+use crate::replica::{Effect, JoinAnswer, Replica, ReplicaConfig, Status, WriteOutcome};
+use crate::seed::{Pusher, SeedFollower, SeedTimeouts};
+use crate::session::Sessions;
+use crate::wire::{self, Request};
+
+/// Settings of a node.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NodeConfig {
+    pub replica: ReplicaConfig,
+    pub seed: SeedTimeouts,
+}
+
+impl NodeConfig {
+    pub fn new(replica: ReplicaConfig) -> NodeConfig {
+        NodeConfig {
+            replica,
+            seed: SeedTimeouts::default(),
+        }
+    }
+}
+
+/// What a connection is for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Conn {
+    /// Requests from a client, a seed-only peer, or anyone: the text protocol.
+    Client,
+    /// Replica messages from `from`, after its `PEER:` hello.
+    PeerIn { from: Addr },
+    /// This node's stream of replica messages to `to`.
+    PeerOut { to: Addr },
+    /// This node's seed `JOIN` to `to`, waiting for the answer.
+    Join { to: Addr },
+    /// A connection the seed adapters opened (a push, a forwarded write, a first `READ`).
+    Seed,
+}
+
+/// Whether the node runs the replica or, under a seed-only primary, the seed follower.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Mode {
+    Replica(Box<Replica>),
+    Seed(Box<SeedFollower>),
+}
+
+/// A ditto server. See the module documentation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Node {
+    cfg: NodeConfig,
+    now: Millis,
+    mode: Mode,
+    conns: BTreeMap<ConnId, Conn>,
+    /// The peer host of each accepted connection.
+    hosts: BTreeMap<ConnId, String>,
+    /// The open stream to each replica this node sends to.
+    peers: BTreeMap<Addr, ConnId>,
+    sessions: Sessions,
+    next_conn: u64,
+    next_token: u64,
+    /// The client connection of each write in flight.
+    writes: BTreeMap<u64, ConnId>,
+    /// Writes of a connection held back behind an unanswered `READ` of the same connection.
+    deferred: BTreeMap<ConnId, VecDeque<(u64, Op, Option<Tag>)>>,
+    /// Client lines that arrived while the node was still discovering its group.
+    held: VecDeque<(ConnId, Vec<u8>)>,
+    /// Reads at a backup waiting for its commit point: (connection, token, barrier).
+    barriers: Vec<(ConnId, u64, (u64, Index))>,
+    pusher: Pusher,
+    out: VecDeque<Output>,
+}
+
+impl Node {
+    /// A node that starts as its configuration says: discovering (`ditto primary`) or joining
+    /// its contact (`ditto backup`).
+    pub fn new(cfg: NodeConfig, now: Millis) -> Node {
+        let replica = Replica::new(cfg.replica.clone(), now);
+        Node {
+            pusher: Pusher::new(cfg.seed.clone()),
+            cfg,
+            now,
+            mode: Mode::Replica(Box::new(replica)),
+            conns: BTreeMap::new(),
+            hosts: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            sessions: Sessions::default(),
+            next_conn: 0,
+            next_token: 0,
+            writes: BTreeMap::new(),
+            deferred: BTreeMap::new(),
+            held: VecDeque::new(),
+            barriers: Vec::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// The replica, unless the node follows a seed-only primary.
+    pub fn replica(&self) -> Option<&Replica> {
+        match &self.mode {
+            Mode::Replica(r) => Some(r),
+            Mode::Seed(_) => None,
+        }
+    }
+
+    /// The value reads return here.
+    pub fn value(&self) -> i64 {
+        match &self.mode {
+            Mode::Replica(r) => r.value(),
+            Mode::Seed(f) => f.value(),
+        }
+    }
+
+    /// The `STATUS` reply.
+    pub fn status_line(&self) -> String {
+        match &self.mode {
+            Mode::Replica(r) => status_line(r),
+            Mode::Seed(f) => format!(
+                "STATUS:role=seed-backup addr={} port={} primary={} status={} value={}",
+                self.cfg.replica.addr,
+                self.cfg.replica.addr.port(),
+                f.primary(),
+                if f.joined() { "normal" } else { "joining" },
+                f.value()
+            ),
+        }
+    }
+
+    fn new_conn(&mut self) -> ConnId {
+        self.next_conn += 1;
+        ConnId::Outbound(self.next_conn)
+    }
+
+    fn send(&mut self, conn: ConnId, line: String) {
+        self.out.push_back(Output::Send { conn, line });
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        self.conns.remove(&conn);
+        self.out.push_back(Output::Close { conn });
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) {
+        self.out.push_back(Output::Log { level, message });
+    }
+
+    /// The stream to the replica at `to`, opened (with its hello) if there is none.
+    fn peer_conn(&mut self, to: &Addr) -> ConnId {
+        if let Some(conn) = self.peers.get(to) {
+            return *conn;
+        }
+        let conn = self.new_conn();
+        self.out.push_back(Output::Connect {
+            conn,
+            addr: to.clone(),
+        });
+        self.out.push_back(Output::Stream { conn });
+        let group = self.replica().map_or(0, Replica::group);
+        let hello = Hello {
+            group,
+            from: self.cfg.replica.addr.clone(),
+        };
+        self.send(conn, hello.to_line());
+        self.conns.insert(conn, Conn::PeerOut { to: to.clone() });
+        self.peers.insert(to.clone(), conn);
+        conn
+    }
+
+    // --------------------------------------------------------------------------------------
+    // Input
+
+    fn on_line(&mut self, conn: ConnId, line: &[u8]) {
+        match self.conns.get(&conn).cloned() {
+            Some(Conn::PeerIn { from }) => self.on_peer_line(conn, from, line),
+            // A refusal sent back on a stream of ours (an old view, another group): the
+            // replica learns what it needs from the messages of the newer view itself.
+            Some(Conn::PeerOut { .. }) => {}
+            Some(Conn::Join { to }) => self.on_join_answer(conn, to, line),
+            Some(Conn::Seed) => self.on_seed_line(conn, line),
+            Some(Conn::Client) | None => {
+                if let Some(hello) = line.strip_prefix(b"PEER:") {
+                    return self.on_hello(conn, hello);
+                }
+                let discovering = self
+                    .replica()
+                    .is_some_and(|r| r.status() == Status::Discovering);
+                if discovering {
+                    // Until the node knows whether it belongs to a group, it cannot say what it
+                    // holds: requests wait (at most the discovery time).
+                    return self.held.push_back((conn, line.to_vec()));
+                }
+                self.on_request(conn, line);
+            }
+        }
+    }
+
+    fn on_hello(&mut self, conn: ConnId, text: &[u8]) {
+        let Some(hello) = Hello::parse(text) else {
+            self.send(conn, wire::err_reply("bad PEER hello"));
+            return self.close(conn);
+        };
+        let ours = self.replica().map_or(0, Replica::group);
+        if ours != 0 && hello.group != 0 && hello.group != ours {
+            let err = format!(
+                "{} belongs to group {:x}, this server to group {ours:x}",
+                hello.from, hello.group
+            );
+            self.log(LogLevel::Warn, format!("refused a stream: {err}"));
+            self.send(conn, wire::err_reply(err));
+            return self.close(conn);
+        }
+        if let Some(host) = self.hosts.get(&conn) {
+            // A ditto replica that joined with the seed's JOIN is not a seed-only backup.
+            self.pusher.cancel_join(host, hello.from.port());
+        }
+        self.out.push_back(Output::Stream { conn });
+        self.conns.insert(conn, Conn::PeerIn { from: hello.from });
+    }
+
+    fn on_peer_line(&mut self, conn: ConnId, from: Addr, line: &[u8]) {
+        let Mode::Replica(r) = &mut self.mode else {
+            return self.send(
+                conn,
+                wire::err_reply("this server follows a seed-only primary"),
+            );
+        };
+        let Some(msg) = Msg::parse(line) else {
+            return self.send(conn, wire::err_reply("bad replication message"));
+        };
+        if let Err(why) = r.on_msg(self.now, from, msg) {
+            self.send(conn, wire::err_reply(why));
+        }
+    }
+
+    fn on_request(&mut self, conn: ConnId, line: &[u8]) {
+        self.conns.entry(conn).or_insert(Conn::Client);
+        let reply = match wire::parse_request(line) {
+            Ok(Request::Read) => return self.read(conn),
+            Ok(Request::Write(v)) => return self.write(conn, Op::Set(v), None),
+            Ok(Request::TaggedWrite { value, tag }) => {
+                return self.write(conn, Op::Set(value), Some(tag));
+            }
+            Ok(Request::Update(v)) => match &mut self.mode {
+                // A seed-only backup forwards its client's write to its primary as an UPDATE.
+                Mode::Replica(r) if r.is_primary() => return self.write(conn, Op::Set(v), None),
+                Mode::Replica(_) => wire::err_reply(
+                    "this server follows its primary's replication stream; UPDATE is not accepted",
+                ),
+                Mode::Seed(f) => {
+                    let out = f.on_push(v, self.now);
+                    self.finish_writes(out);
+                    wire::ACK.to_owned()
+                }
+            },
+            Ok(Request::Join(port)) => self.join_request(conn, port),
+            Ok(Request::Status) => self.status_line(),
+            Ok(Request::Failover(to)) => match &mut self.mode {
+                Mode::Replica(r) => match r.failover(to) {
+                    Ok(to) => format!("ACK:handing over to {to}"),
+                    Err(why) => wire::err_reply(why),
+                },
+                Mode::Seed(_) => wire::err_reply("this server follows a seed-only primary"),
+            },
+            Ok(Request::Sync(_) | Request::Acked(_) | Request::Propose(_)) => {
+                wire::err_reply(wire::ParseError::UnknownVerb)
+            }
+            Err(e) => wire::err_reply(e),
+        };
+        self.reply(conn, reply);
+    }
+
+    /// Queues a known reply on `conn`, after the replies owed before it.
+    fn reply(&mut self, conn: ConnId, line: String) {
+        let Node {
+            mode,
+            sessions,
+            out,
+            ..
+        } = self;
+        sessions.reply(conn, line, &|| read_reply(mode), out);
+    }
+
+    fn read(&mut self, conn: ConnId) {
+        if let Some(barrier) = self.replica().and_then(Replica::read_barrier) {
+            self.next_token += 1;
+            let token = self.next_token;
+            self.sessions.read_after(conn, token);
+            return self.barriers.push((conn, token, barrier));
+        }
+        let Node {
+            mode,
+            sessions,
+            out,
+            ..
+        } = self;
+        sessions.read(conn, &|| read_reply(mode), out);
+    }
+
+    fn write(&mut self, conn: ConnId, op: Op, tag: Option<Tag>) {
+        self.next_token += 1;
+        let token = self.next_token;
+        self.writes.insert(token, conn);
+        self.sessions.pending(conn, token);
+        if self.deferred.contains_key(&conn) || self.sessions.has_read_before(conn, token) {
+            // A write behind an unanswered read of its own connection waits: once applied,
+            // it would show through in that read.
+            return self
+                .deferred
+                .entry(conn)
+                .or_default()
+                .push_back((token, op, tag));
+        }
+        self.submit(token, op, tag);
+    }
+
+    fn submit(&mut self, token: u64, op: Op, tag: Option<Tag>) {
+        match &mut self.mode {
+            Mode::Replica(r) => r.propose(token, op, tag),
+            Mode::Seed(f) => {
+                let Op::Set(v) = op;
+                self.next_conn += 1;
+                let conn = ConnId::Outbound(self.next_conn);
+                self.conns.insert(conn, Conn::Seed);
+                let outputs = f.forward(token, v, conn, self.now);
+                self.out.extend(outputs);
+            }
+        }
+    }
+
+    fn release_deferred(&mut self, conn: ConnId) {
+        while let Some(queue) = self.deferred.get_mut(&conn) {
+            let Some(&(token, ..)) = queue.front() else {
+                self.deferred.remove(&conn);
+                return;
+            };
+            if self.sessions.has_read_before(conn, token) {
+                return;
+            }
+            if let Some((token, op, tag)) = queue.pop_front() {
+                self.submit(token, op, tag);
+            }
+        }
+    }
+
+    fn write_done(&mut self, token: u64, outcome: WriteOutcome) {
+        let Some(conn) = self.writes.remove(&token) else {
+            return;
+        };
+        let line = match outcome {
+            WriteOutcome::Done => wire::ACK.to_owned(),
+            WriteOutcome::Refused(why) | WriteOutcome::Unknown(why) => wire::err_reply(why),
+        };
+        let Node {
+            mode,
+            sessions,
+            out,
+            ..
+        } = self;
+        sessions.resolve(conn, token, line, &|| read_reply(mode), out);
+        if self.deferred.contains_key(&conn) {
+            self.release_deferred(conn);
+        }
+    }
+
+    fn finish_writes(&mut self, done: Vec<(u64, WriteOutcome)>) {
+        for (token, outcome) in done {
+            self.write_done(token, outcome);
+        }
+    }
+
+    /// The seed's `JOIN:port`: a ditto primary admits the sender (as a seed-only backup unless
+    /// a ditto hello follows) and shows itself in the acknowledgement, so a joining ditto
+    /// replica knows it may speak ditto to it. The answer is one line, as the seed's is.
+    fn join_request(&mut self, conn: ConnId, port: u16) -> String {
+        let host = self
+            .hosts
+            .get(&conn)
+            .cloned()
+            .unwrap_or_else(|| crate::addr::LOCALHOST.to_owned());
+        let Mode::Replica(r) = &mut self.mode else {
+            return wire::err_reply("this is a backup; JOIN its primary");
+        };
+        let Ok(addr) = Addr::new(&host, port) else {
+            return wire::err_reply(wire::ParseError::BadPort);
+        };
+        if addr == self.cfg.replica.addr
+            || port == self.cfg.replica.addr.port() && host == self.cfg.replica.addr.host()
+        {
+            return wire::err_reply(format!("port {port} is this server's own port"));
+        }
+        let ditto = format!(
+            "ditto=1 group={:x} view={} primary={}",
+            r.group(),
+            r.view(),
+            r.primary().map_or("-".to_owned(), Addr::to_string)
+        );
+        if r.is_primary() {
+            self.pusher.joined(addr, self.now);
+            format!("ACK {ditto}")
+        } else if let Some(p) = r.primary() {
+            wire::err_reply(format!("this is a backup; the primary is {p} {ditto}"))
+        } else if r.group() != 0 {
+            wire::err_reply(format!(
+                "no primary at the moment; try again shortly {ditto}"
+            ))
+        } else {
+            wire::err_reply("not in a group yet; try again shortly")
+        }
+    }
+
+    fn on_join_answer(&mut self, conn: ConnId, to: Addr, line: &[u8]) {
+        self.close(conn);
+        let text = String::from_utf8_lossy(line).into_owned();
+        let Mode::Replica(r) = &mut self.mode else {
+            return;
+        };
+        if let Some(fields) = ditto_fields(&text) {
+            let answer = JoinAnswer::Ditto {
+                group: fields.group,
+                view: fields.view,
+                primary: fields.primary,
+            };
+            return r.on_join_answer(&to, answer);
+        }
+        if wire::is_error_reply(line) {
+            return r.on_join_answer(&to, JoinAnswer::Failed(text));
+        }
+        // Any other acknowledgement: a primary that speaks only the seed.
+        self.log(
+            LogLevel::Info,
+            format!("joined {to}, which speaks only the seed protocol ({text}); applying its UPDATE pushes"),
+        );
+        let mut follower = SeedFollower::new(to, self.cfg.seed.clone(), self.now);
+        let read = self.new_conn();
+        self.conns.insert(read, Conn::Seed);
+        self.out.extend(follower.start(read));
+        self.mode = Mode::Seed(Box::new(follower));
+    }
+
+    fn on_seed_line(&mut self, conn: ConnId, line: &[u8]) {
+        self.close(conn);
+        match &mut self.mode {
+            Mode::Replica(r) => {
+                let outcome = self.pusher.on_reply(conn, line, self.now);
+                if let Some((addr, index)) = outcome.held {
+                    r.seed_held(&addr, index);
+                }
+                if let Some((addr, why)) = outcome.failed {
+                    r.seed_failed(&addr, &why);
+                }
+                self.out.extend(outcome.logs);
+            }
+            Mode::Seed(f) => {
+                let done = f.on_reply(conn, line, self.now);
+                self.finish_writes(done);
+            }
+        }
+    }
+
+    fn on_closed(&mut self, conn: ConnId) {
+        self.hosts.remove(&conn);
+        match self.conns.remove(&conn) {
+            Some(Conn::PeerOut { to }) => {
+                self.peers.remove(&to);
+            }
+            Some(Conn::Join { to }) => {
+                if let Mode::Replica(r) = &mut self.mode {
+                    r.on_join_answer(&to, JoinAnswer::Failed("no answer".to_owned()));
+                }
+            }
+            Some(Conn::Seed) => match &mut self.mode {
+                Mode::Replica(r) => {
+                    let outcome = self.pusher.on_closed(conn, self.now);
+                    if let Some((addr, why)) = outcome.failed {
+                        r.seed_failed(&addr, &why);
+                    }
+                    self.out.extend(outcome.logs);
+                }
+                Mode::Seed(f) => {
+                    let done = f.on_closed(conn, self.now);
+                    self.finish_writes(done);
+                }
+            },
+            Some(Conn::Client | Conn::PeerIn { .. }) | None => {
+                self.sessions.forget(conn);
+                self.deferred.remove(&conn);
+                self.barriers.retain(|(c, _, _)| *c != conn);
+            }
+        }
+    }
+
+    /// Carries out one effect of the replica.
+    fn effect(&mut self, effect: Effect) {
+        match effect {
+            Effect::Send { to, msg } => {
+                let conn = self.peer_conn(&to);
+                self.send(conn, msg.to_line());
+            }
+            Effect::Join { to } => {
+                let conn = self.new_conn();
+                self.out.push_back(Output::Connect {
+                    conn,
+                    addr: to.clone(),
+                });
+                self.send(conn, format!("JOIN:{}", self.cfg.replica.addr.port()));
+                self.conns.insert(conn, Conn::Join { to });
+            }
+            Effect::WriteDone { token, outcome } => self.write_done(token, outcome),
+            Effect::Log { level, message } => self.log(level, message),
+        }
+    }
+
+    /// Lets through the reads whose barrier the commit point has passed.
+    fn release_barriers(&mut self) {
+        if self.barriers.is_empty() {
+            return;
+        }
+        let Mode::Replica(r) = &self.mode else {
+            return;
+        };
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.barriers)
+            .into_iter()
+            .partition(|(_, _, b)| r.barrier_passed(*b));
+        self.barriers = waiting;
+        for (conn, token, _) in ready {
+            let Node {
+                mode,
+                sessions,
+                out,
+                ..
+            } = self;
+            sessions.release(conn, token, &|| read_reply(mode), out);
+            if self.deferred.contains_key(&conn) {
+                self.release_deferred(conn);
+            }
+        }
+    }
+
+    /// Replays the requests held while discovering, once the node knows its group.
+    fn replay_held(&mut self) {
+        let discovering = self
+            .replica()
+            .is_some_and(|r| r.status() == Status::Discovering);
+        if discovering {
+            return;
+        }
+        for (conn, line) in std::mem::take(&mut self.held) {
+            if self.conns.contains_key(&conn) || !matches!(conn, ConnId::Outbound(_)) {
+                self.on_request(conn, &line);
+            }
+        }
+    }
+}
+
+/// The answer to a `READ` now.
+fn read_reply(mode: &Mode) -> String {
+    match mode {
+        Mode::Replica(r) => match r.read() {
+            Ok(v) => wire::value_reply(v),
+            Err(why) => wire::err_reply(why),
+        },
+        Mode::Seed(f) => match f.read() {
+            Ok(v) => wire::value_reply(v),
+            Err(why) => wire::err_reply(why),
+        },
+    }
+}
+
+/// The ditto fields of a `JOIN` answer: `ditto=1 group=<hex> view=<n> primary=<addr|->`.
+#[derive(Debug, PartialEq, Eq)]
+struct DittoFields {
+    group: u64,
+    view: u64,
+    primary: Option<Addr>,
+}
+
+fn ditto_fields(text: &str) -> Option<DittoFields> {
+    let field = |key: &str| {
+        text.split_whitespace()
+            .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
+    };
+    if field("ditto") != Some("1") {
+        return None;
+    }
+    Some(DittoFields {
+        group: u64::from_str_radix(field("group")?, 16).ok()?,
+        view: field("view")?.parse().ok()?,
+        primary: field("primary").and_then(|p| p.parse().ok()),
+    })
+}
+
+/// The `STATUS` line of a replica: `key=value` fields, then the members.
+pub fn status_line(r: &Replica) -> String {
+    let config = r.config();
+    let role = if r.is_primary() {
+        "primary"
+    } else if r.status() == Status::Normal {
+        "backup"
+    } else {
+        "none"
+    };
+    let status = match r.status() {
+        Status::Discovering => "discovering",
+        Status::Joining => "joining",
+        Status::Recovering => "recovering",
+        Status::Normal => "normal",
+        Status::ViewChange => "view-change",
+    };
+    let id = config
+        .id_of(r.addr())
+        .map_or("-".to_owned(), |id| id.0.to_string());
+    let mut line = format!(
+        "STATUS:role={role} addr={} port={} id={id} group={:x} view={} status={status} primary={} commit={} applied={} last={} value={} members=",
+        r.addr(),
+        r.addr().port(),
+        r.group(),
+        r.view(),
+        r.primary().map_or("-".to_owned(), Addr::to_string),
+        r.commit(),
+        r.applied().index,
+        r.last().index,
+        r.value()
+    );
+    let held: BTreeMap<&Addr, Index> = r.links().map(|(a, h, _)| (a, h)).collect();
+    for (i, (id, m)) in config.members.iter().enumerate() {
+        let kind = match m.kind {
+            Kind::Ditto => "ditto",
+            Kind::Seed => "seed",
+        };
+        let state = if m.active { "active" } else { "inactive" };
+        let held = if m.addr == *r.addr() {
+            r.last().index.to_string()
+        } else {
+            held.get(&m.addr).map_or("-".to_owned(), |h| h.to_string())
+        };
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(line, "{sep}{}@{}:{kind}:{state}:{held}", id.0, m.addr);
+    }
+    line
+}
+
+impl Machine for Node {
+    fn handle(&mut self, now: Millis, input: Input<'_>) {
+        self.now = now;
+        match input {
+            Input::Accepted { conn, host } => {
+                self.hosts.insert(conn, host.to_owned());
+                self.conns.insert(conn, Conn::Client);
+            }
+            Input::Line { conn, line } => self.on_line(conn, line),
+            Input::LineTooLong { conn } => match self.conns.get(&conn) {
+                Some(Conn::Client) | None => {
+                    let Node {
+                        mode,
+                        sessions,
+                        out,
+                        ..
+                    } = self;
+                    sessions.refuse_overlong(conn, &|| read_reply(mode), out);
+                }
+                Some(_) => self.close(conn),
+            },
+            Input::Closed { conn } => self.on_closed(conn),
+            Input::Tick => match &mut self.mode {
+                Mode::Replica(r) => {
+                    r.tick(now);
+                    if !r.is_primary() {
+                        return self.replay_held();
+                    }
+                    let outcome = self.pusher.tick(now);
+                    if let Some((addr, why)) = outcome.failed {
+                        r.seed_failed(&addr, &why);
+                    }
+                    self.out.extend(outcome.logs);
+                }
+                Mode::Seed(f) => {
+                    let done = f.tick(now);
+                    self.finish_writes(done);
+                }
+            },
+        }
+        self.replay_held();
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        loop {
+            if let Some(output) = self.out.pop_front() {
+                return Some(output);
+            }
+            let Mode::Replica(r) = &mut self.mode else {
+                return None;
+            };
+            if let Some(effect) = r.poll() {
+                self.effect(effect);
+                continue;
+            }
+            if !self.barriers.is_empty() {
+                let before = self.out.len();
+                self.release_barriers();
+                if self.out.len() > before {
+                    continue;
+                }
+            }
+            let Mode::Replica(r) = &mut self.mode else {
+                return None;
+            };
+            // The replica is idle: feed the seed-only backups what it appended.
+            let pushes = self.pusher.push(r, self.now, &mut self.next_conn);
+            if pushes.is_empty() {
+                return None;
+            }
+            for (conn, output) in pushes {
+                if let Some(conn) = conn {
+                    self.conns.insert(conn, Conn::Seed);
+                }
+                self.out.push_back(output);
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Millis> {
+        match &self.mode {
+            // The seed pushes are a primary's work: their deadlines wait while it is not one.
+            Mode::Replica(r) => {
+                let pushes = self.pusher.next_timeout().filter(|_| r.is_primary());
+                [r.next_timeout(), pushes].into_iter().flatten().min()
+            }
+            Mode::Seed(f) => f.next_timeout(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_answers_show_a_ditto_primary() {
+        let f = ditto_fields("ACK ditto=1 group=1f view=3 primary=127.0.0.1:7000").unwrap();
+        assert_eq!(
+            f,
+            DittoFields {
+                group: 0x1f,
+                view: 3,
+                primary: Some(Addr::local(7000))
+            }
+        );
+        let f =
+            ditto_fields("ERR:no primary at the moment ditto=1 group=2 view=4 primary=-").unwrap();
+        assert_eq!(f.primary, None);
+        assert_eq!(ditto_fields("ACK"), None);
+        assert_eq!(ditto_fields("JOINED"), None);
+        assert_eq!(ditto_fields("ACK ditto=2 group=1 view=1"), None);
+    }
+}
