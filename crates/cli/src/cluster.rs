@@ -12,11 +12,17 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ditto_server::Client;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 /// How long a started cluster may take to have every backup joined and synced.
 pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The line a server started with `--announce-ready` prints on stdout once it listens. A
+/// cluster waits for it from each of its servers before it looks at their ports: a port that
+/// answers may belong to an older server the new one failed to displace.
+pub const READY_LINE: &str = "ready";
 
 /// Where the servers' logs (their stderr) go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,22 +87,31 @@ pub struct LocalCluster {
     logs: Logs,
 }
 
-/// Starts `ditto ARGS` as a server whose stderr goes to the file `log` (created afresh if
-/// `fresh`, else appended to), or to this process's stderr (`inherit`), or nowhere.
+/// Which start of a server a spawn is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    /// Its first: its log file is created afresh, and the cluster waits for it to say that it
+    /// listens (see [`READY_LINE`]).
+    First,
+    /// A restart after a fault: its log file is appended to, and nobody waits for it.
+    Again,
+}
+
+/// Starts `ditto ARGS` as a server whose stderr goes to the file `log`, or to this process's
+/// stderr (`inherit`), or nowhere.
 fn spawn(
     args: &[String],
     log_level: &str,
     log: Option<&Path>,
-    fresh: bool,
     inherit: bool,
+    start: Start,
 ) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("cannot find the ditto executable")?;
     let stderr = match log {
         Some(path) => {
-            let file = if fresh {
-                File::create(path)
-            } else {
-                File::options().create(true).append(true).open(path)
+            let file = match start {
+                Start::First => File::create(path),
+                Start::Again => File::options().create(true).append(true).open(path),
             };
             Stdio::from(file.with_context(|| format!("cannot open {}", path.display()))?)
         }
@@ -107,11 +122,14 @@ fn spawn(
     cmd.arg("--exit-on-stdin-eof")
         .arg("--log-level")
         .arg(log_level)
-        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(stderr)
         .kill_on_drop(true);
+    if start == Start::First {
+        cmd.arg("--announce-ready").stdout(Stdio::piped());
+    }
+    cmd.args(args);
     cmd.spawn().context("cannot start a ditto server process")
 }
 
@@ -223,20 +241,52 @@ impl LocalCluster {
     }
 
     async fn launch(&mut self, backups: &[(u16, u16)]) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
         let primary = self.primary;
         self.add(
             "primary",
             primary,
             vec!["primary".into(), primary.to_string()],
         )?;
-        self.await_ready(|s| s.starts_with("STATUS:role=primary"))
-            .await?;
+        self.await_listening(0, deadline).await?;
         for &(port, join) in backups {
             let args = vec!["backup".into(), port.to_string(), join.to_string()];
             self.add("backup", port, args)?;
         }
+        for i in 1..self.servers.len() {
+            self.await_listening(i, deadline).await?;
+        }
+        // Every port is served by this cluster's own servers now, so the STATUS read on the
+        // primary's port is its own primary's.
         let ports = self.backups.clone();
         self.await_ready(|s| backups_synced(s, &ports)).await
+    }
+
+    /// Waits until server `i` says it listens; fails with its own reason if it exits first.
+    async fn await_listening(&mut self, i: usize, deadline: Instant) -> anyhow::Result<()> {
+        let server = &mut self.servers[i];
+        let (role, port) = (server.role, server.port);
+        let child = server.child.as_mut().context("the server is not running")?;
+        let stdout = child.stdout.take().context("no pipe from the server")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let said_ready = async {
+            while let Some(line) = lines.next_line().await? {
+                if line == READY_LINE {
+                    return Ok(true);
+                }
+            }
+            Ok::<bool, std::io::Error>(false)
+        };
+        match tokio::time::timeout_at(deadline, said_ready).await {
+            Ok(Ok(true)) => return Ok(()),
+            Ok(_) => {}
+            Err(_) => bail!("the {role} on port {port} was not listening within {START_TIMEOUT:?}"),
+        }
+        // Its stdout closed without the line: it is exiting.
+        match tokio::time::timeout(Duration::from_secs(3), child.wait()).await {
+            Ok(Ok(status)) => bail!("{}", server.exited(status)),
+            _ => bail!("the {role} on port {port} closed its output without listening"),
+        }
     }
 
     fn add(&mut self, role: &'static str, port: u16, args: Vec<String>) -> anyhow::Result<()> {
@@ -245,7 +295,13 @@ impl LocalCluster {
             Logs::Inherit | Logs::Discard => None,
         };
         let inherit = self.logs == Logs::Inherit;
-        let child = spawn(&args, &self.log_level, log.as_deref(), true, inherit)?;
+        let child = spawn(
+            &args,
+            &self.log_level,
+            log.as_deref(),
+            inherit,
+            Start::First,
+        )?;
         self.servers.push(Server {
             role,
             port,
@@ -283,8 +339,8 @@ impl LocalCluster {
                 &server.args,
                 &log_level,
                 server.log.as_deref(),
-                false,
                 inherit,
+                Start::Again,
             )?;
             server.child = Some(child);
         }

@@ -26,6 +26,12 @@ struct Cli {
     #[arg(long, global = true, hide = true)]
     exit_on_stdin_eof: bool,
 
+    /// Print one line, `ready`, on standard output once the server listens on its port (used
+    /// by `ditto up`, which waits for it: an older server on the same port answers too, so
+    /// that something answers there says nothing).
+    #[arg(long, global = true, hide = true)]
+    announce_ready: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -81,11 +87,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let exit_on_eof = cli.exit_on_stdin_eof;
+    let (exit_on_eof, announce) = (cli.exit_on_stdin_eof, cli.announce_ready);
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Primary(args) => cmd::serve::primary(args, exit_on_eof).await,
-            Command::Backup(args) => cmd::serve::backup(args, exit_on_eof).await,
+            Command::Primary(args) => serve(cmd::serve::primary(args, exit_on_eof), announce).await,
+            Command::Backup(args) => serve(cmd::serve::backup(args, exit_on_eof), announce).await,
             Command::Client(args) => cmd::client::run(args).await,
             Command::Up(args) => cmd::up::run(args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
@@ -102,6 +108,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a server; if `announce`, prints [`cluster::READY_LINE`] once it listens.
+///
+/// `cmd::serve` binds the port first, before anything a server waits for, and binding a literal
+/// address completes at once: so a server still running after its first poll is listening, and
+/// one that could not bind has already returned its error (which `main` prints as one line,
+/// exiting 1). This rests on that order in `cmd::serve`.
+async fn serve(
+    server: impl Future<Output = anyhow::Result<ExitCode>>,
+    announce: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let mut server = std::pin::pin!(server);
+    if announce {
+        if let std::task::Poll::Ready(result) = futures::poll!(server.as_mut()) {
+            return result;
+        }
+        // Whoever started this server may have stopped reading; it runs on all the same.
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{}", cluster::READY_LINE).and_then(|()| stdout.flush());
+    }
+    server.await
 }
 
 /// What a command line clap did not run comes to: help or the version printed, or a one-line

@@ -582,6 +582,42 @@ fn up_on_a_busy_port_fails_clearly() {
     }
 }
 
+#[test]
+fn up_on_the_ports_of_a_running_cluster_fails_every_time() {
+    // An older cluster answers on every port: only the new servers' own word that they are
+    // listening tells `up` whether they are.
+    let base = free_ports(3);
+    let primary = Server::primary(base);
+    let backups = vec![
+        Server::backup(base + 1, base),
+        Server::backup(base + 2, base),
+    ];
+    let mut old = Cluster { primary, backups };
+    old.wait_synced();
+    for attempt in 0..5 {
+        let logs = TempDir::new("up-taken");
+        let out = run(
+            &[
+                "up",
+                "--base-port",
+                &base.to_string(),
+                "--log-dir",
+                logs.arg(),
+            ],
+            b"",
+            Duration::from_secs(20),
+        );
+        let what = format!("attempt {attempt}");
+        assert_one_line_error(&out, &what);
+        assert!(
+            out.stderr.contains(&format!("port {base}")) && out.stderr.contains("in use"),
+            "{what}: the error names the busy port: {out:?}"
+        );
+        assert!(!out.stdout.contains("ditto is up"), "{what}: {out:?}");
+    }
+    old.wait_synced();
+}
+
 // ---------------------------------------------------------------------------------------------
 // ditto bench
 // ---------------------------------------------------------------------------------------------
