@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use ditto_server::Client;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
 use tokio::time::Instant;
 
 /// How long a started cluster may take to have every backup joined and synced.
@@ -45,6 +45,9 @@ pub struct Server {
     pub log: Option<PathBuf>,
     args: Vec<String>,
     child: Option<Child>,
+    /// The server's stdin, kept apart from `child`: waiting for a child closes the stdin it
+    /// holds, and a server started with `--exit-on-stdin-eof` would take that for an order.
+    stdin: Option<ChildStdin>,
 }
 
 impl Server {
@@ -128,6 +131,12 @@ fn spawn(
         .kill_on_drop(true);
     if start == Start::First {
         cmd.arg("--announce-ready").stdout(Stdio::piped());
+    }
+    if !inherit {
+        // Not writing to the terminal, a server need not be in its process group; out of it,
+        // a Ctrl-C typed there reaches only this process, which then stops the servers itself
+        // rather than seeing them die.
+        cmd.process_group(0);
     }
     cmd.args(args);
     cmd.spawn().context("cannot start a ditto server process")
@@ -295,7 +304,7 @@ impl LocalCluster {
             Logs::Inherit | Logs::Discard => None,
         };
         let inherit = self.logs == Logs::Inherit;
-        let child = spawn(
+        let mut child = spawn(
             &args,
             &self.log_level,
             log.as_deref(),
@@ -307,6 +316,7 @@ impl LocalCluster {
             port,
             log,
             args,
+            stdin: child.stdin.take(),
             child: Some(child),
         });
         Ok(())
@@ -317,6 +327,27 @@ impl LocalCluster {
             .iter_mut()
             .find(|s| s.port == port)
             .with_context(|| format!("no server on port {port}"))
+    }
+
+    /// Waits until a running server exits, reaps it, and returns its index in `servers` and how
+    /// it ended. Never completes while no server runs. Cancel-safe: dropping the future leaves
+    /// every server as it was.
+    pub async fn next_exit(&mut self) -> (usize, std::io::Result<ExitStatus>) {
+        let waits: Vec<_> = self
+            .servers
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, server)| {
+                let child = server.child.as_mut()?;
+                Some(Box::pin(async move { (i, child.wait().await) }))
+            })
+            .collect();
+        if waits.is_empty() {
+            return std::future::pending().await;
+        }
+        let ((i, result), _, _) = futures::future::select_all(waits).await;
+        self.servers[i].child = None;
+        (i, result)
     }
 
     /// Kills the server on `port` with SIGKILL and reaps it.
@@ -335,13 +366,14 @@ impl LocalCluster {
         let inherit = self.logs == Logs::Inherit;
         let server = self.server(port)?;
         if server.child.is_none() {
-            let child = spawn(
+            let mut child = spawn(
                 &server.args,
                 &log_level,
                 server.log.as_deref(),
                 inherit,
                 Start::Again,
             )?;
+            server.stdin = child.stdin.take();
             server.child = Some(child);
         }
         Ok(())

@@ -583,6 +583,56 @@ fn up_on_a_busy_port_fails_clearly() {
 }
 
 #[test]
+fn up_says_once_that_a_server_exited() {
+    let logs = TempDir::new("up-exit");
+    let base = free_ports(3);
+    let mut up = Interactive::spawn(&[
+        "up",
+        "--base-port",
+        &base.to_string(),
+        "--log-dir",
+        logs.arg(),
+    ]);
+    up.wait_stdout("Leave with");
+    let banner = up.stdout.text();
+    let kill = |port: u16, signal: nix::sys::signal::Signal| {
+        let pid = nix::unistd::Pid::from_raw(pid_in_banner(&banner, port));
+        nix::sys::signal::kill(pid, signal).expect("signal a server");
+    };
+
+    kill(base, nix::sys::signal::Signal::SIGKILL);
+    let primary_exited = format!("The primary on port {base} exited (signal 9");
+    up.wait_stdout(&primary_exited);
+    // Long enough for the backups to have complained into their logs more than once.
+    let backup_log = format!("backup-{}.log", base + 1);
+    wait_until("the backup logs that its primary is gone", TIMEOUT, || {
+        logs.read(&backup_log).matches("WARN").count() >= 3
+    });
+    kill(base + 2, nix::sys::signal::Signal::SIGTERM);
+    let backup_exited = format!("The backup on port {} exited (exit status 0)", base + 2);
+    up.wait_stdout(&backup_exited);
+
+    up.finish_input(format!("connect {}\nread\n", base + 1).as_bytes());
+    let out = up.wait(Duration::from_secs(20));
+    assert!(out.success(), "{out:?}");
+    let said = |what: &str| out.stdout.lines().filter(|l| l.starts_with(what)).count();
+    assert_eq!(said(&primary_exited), 1, "{}", out.stdout);
+    assert_eq!(said(&backup_exited), 1, "{}", out.stdout);
+    let primary_note = out.stdout.lines().find(|l| l.starts_with(&primary_exited));
+    assert!(
+        primary_note.is_some_and(|l| l.contains(&format!("primary-{base}.log"))),
+        "the note says where the log is: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.lines().any(|l| l == "VALUE:0"),
+        "the prompt went on: {}",
+        out.stdout
+    );
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}
+
+#[test]
 fn up_on_the_ports_of_a_running_cluster_fails_every_time() {
     // An older cluster answers on every port: only the new servers' own word that they are
     // listening tells `up` whether they are.

@@ -2,10 +2,11 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::process::{ExitCode, ExitStatus};
 
 use anyhow::Context;
 use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
 
 use super::client::{REPLY_TIMEOUT, Session, prompt};
 use crate::cluster::{LocalCluster, Logs};
@@ -59,19 +60,68 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     banner.push_str("Leave with `quit`, Ctrl-D or Ctrl-C; that stops the cluster.");
     let session = Session::new(cluster.primary, REPLY_TIMEOUT);
-    let result = if std::io::stdin().is_terminal() {
-        tokio::select! {
-            r = prompt(session, Some(banner)) => r,
-            _ = tokio::signal::ctrl_c() => Ok(ExitCode::SUCCESS),
+    let interactive = std::io::stdin().is_terminal();
+    let (notes, notes_rx) = tokio::sync::mpsc::unbounded_channel();
+    let conversation = async {
+        if interactive {
+            prompt(session, Some(banner), Some(notes_rx)).await
+        } else {
+            println!("{banner}");
+            super::client::piped_session(session).await
         }
-    } else {
-        println!("{banner}");
+    };
+    let mut conversation = std::pin::pin!(conversation);
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let result = loop {
         tokio::select! {
-            r = super::client::piped_session(session) => r,
-            _ = tokio::signal::ctrl_c() => Ok(ExitCode::SUCCESS),
+            r = &mut conversation => break r,
+            _ = interrupt.recv() => break Ok(ExitCode::SUCCESS),
+            (i, status) = cluster.next_exit() => {
+                let note = what_happened(&cluster, i, status);
+                if interactive {
+                    let _ = notes.send(note);
+                } else {
+                    println!("{note}");
+                }
+            }
         }
     };
     cluster.stop().await;
     println!("ditto stopped.");
     result
+}
+
+/// What the prompt says when server `i` of the cluster exited: once, and not what its log says
+/// every few seconds from then on.
+fn what_happened(cluster: &LocalCluster, i: usize, status: std::io::Result<ExitStatus>) -> String {
+    let server = &cluster.servers[i];
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => {
+            return format!(
+                "Cannot tell whether the {} on port {} still runs: {e}",
+                server.role, server.port
+            );
+        }
+    };
+    let what = sentence(server.exited(status));
+    let next = if server.port == cluster.primary {
+        format!(
+            "Writes fail until a primary listens on port {} again; the backups serve the last \
+             value they have.",
+            server.port
+        )
+    } else {
+        "The rest of the cluster carries on without it.".to_owned()
+    };
+    format!("{what}. {next}")
+}
+
+/// `text` with its first letter capitalized, to begin a sentence.
+fn sentence(text: String) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => text,
+    }
 }
