@@ -66,10 +66,18 @@ impl Server {
         match &self.log {
             Some(log) => match final_error(log) {
                 Some(error) => format!("{what}: {error}"),
-                None => format!("{what}; its log is {}", log.display()),
+                None => format!("{what}{}", self.log_note()),
             },
             // Its own error went to the same stderr as this line will.
             None => format!("{what}; is the port in use?"),
+        }
+    }
+
+    /// Where to read more, for the end of a line about this server: `; its log is PATH`.
+    fn log_note(&self) -> String {
+        match &self.log {
+            Some(log) => format!("; its log is {}", log.display()),
+            None => String::new(),
         }
     }
 
@@ -233,6 +241,10 @@ impl LocalCluster {
         log_level: &str,
         logs: Logs,
     ) -> anyhow::Result<LocalCluster> {
+        if let Logs::Dir(dir) = &logs {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the log directory {}", dir.display()))?;
+        }
         let mut cluster = LocalCluster {
             primary,
             backups: backups.iter().map(|(p, _)| *p).collect(),
@@ -289,12 +301,18 @@ impl LocalCluster {
         match tokio::time::timeout_at(deadline, said_ready).await {
             Ok(Ok(true)) => return Ok(()),
             Ok(_) => {}
-            Err(_) => bail!("the {role} on port {port} was not listening within {START_TIMEOUT:?}"),
+            Err(_) => bail!(
+                "the {role} on port {port} was not listening within {START_TIMEOUT:?}{}",
+                server.log_note()
+            ),
         }
         // Its stdout closed without the line: it is exiting.
         match tokio::time::timeout(Duration::from_secs(3), child.wait()).await {
             Ok(Ok(status)) => bail!("{}", server.exited(status)),
-            _ => bail!("the {role} on port {port} closed its output without listening"),
+            _ => bail!(
+                "the {role} on port {port} closed its output without listening{}",
+                server.log_note()
+            ),
         }
     }
 

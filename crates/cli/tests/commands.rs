@@ -273,6 +273,11 @@ fn bad_command_lines_fail_with_one_line() {
     let busy = busy.local_addr().unwrap().port().to_string();
     // A port for the backup cases' primary: nobody needs to listen there, they fail before.
     let other = free_port().to_string();
+    // A log directory that cannot be made: its parent is a file.
+    let dir = TempDir::new("bad-log-dir");
+    std::fs::write(dir.path().join("file"), "").unwrap();
+    let under_a_file = dir.path().join("file").join("logs");
+    let under_a_file = under_a_file.to_str().unwrap();
     let cases: Vec<Vec<&str>> = vec![
         vec!["frob"],
         vec!["primary", "abc"],
@@ -289,6 +294,7 @@ fn bad_command_lines_fail_with_one_line() {
         vec!["primary", &busy],
         vec!["backup", &busy, &other],
         vec!["up", "--base-port", "65535", "--backups", "2"],
+        vec!["up", "--base-port", &other, "--log-dir", under_a_file],
         // Numbers of seconds must be positive and finite, wherever they are taken.
         vec!["bench", "-p", &other, "-n", "1", "--timeout=-1"],
         vec!["bench", "-p", &other, "--duration", "nan"],
@@ -630,6 +636,21 @@ fn up_says_once_that_a_server_exited() {
         out.stdout
     );
     assert!(out.stderr.is_empty(), "{}", out.stderr);
+}
+
+#[test]
+fn up_refused_at_once_leaves_no_log_directory() {
+    let parent = TempDir::new("up-refused");
+    let logs = parent.path().join("logs");
+    let out = ditto(&[
+        "up",
+        "--base-port",
+        "65535",
+        "--log-dir",
+        logs.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&out, "ditto up on ports past 65535");
+    assert!(!logs.exists(), "{} was made for nothing", logs.display());
 }
 
 #[test]

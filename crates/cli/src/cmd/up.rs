@@ -4,7 +4,6 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::{ExitCode, ExitStatus};
 
-use anyhow::Context;
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -33,17 +32,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let dir = args
         .log_dir
         .unwrap_or_else(|| std::env::temp_dir().join(format!("ditto-up-{}", std::process::id())));
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create the log directory {}", dir.display()))?;
-    println!("Server logs go to {}", dir.display());
     let mut cluster = LocalCluster::start(
         args.base_port,
         args.backups as usize,
         &args.server_log_level,
-        Logs::Dir(dir),
+        Logs::Dir(dir.clone()),
     )
     .await?;
-    let mut banner = String::from("ditto is up:\n");
+    let mut banner = format!("ditto is up (server logs in {}):\n", dir.display());
     for server in &cluster.servers {
         let log = server
             .log
