@@ -471,4 +471,11 @@ mod tests {
         assert_eq!(status_field(s, "value"), Some("0"));
         assert_eq!(status_field(s, "val"), None);
     }
+
+    #[test]
+    fn exits_are_told_in_a_few_words() {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(describe_exit(ExitStatus::from_raw(1 << 8)), "exit status 1");
+        assert_eq!(describe_exit(ExitStatus::from_raw(9)), "signal 9: SIGKILL");
+    }
 }

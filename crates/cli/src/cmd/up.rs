@@ -18,7 +18,7 @@ pub struct UpArgs {
     /// Port of the primary; backups take the ports after it.
     #[arg(long, default_value_t = 7000, value_parser = super::port)]
     base_port: u16,
-    /// Log level of the servers.
+    /// Log level of the servers, in their log files (`--log-level` is this process's own).
     #[arg(long, default_value = "info", value_name = "LEVEL")]
     server_log_level: String,
     /// Directory for the servers' logs, one file each (e.g. `primary-7000.log`). They go to a
