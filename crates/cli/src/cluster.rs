@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use ditto_server::Client;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
 use tokio::time::Instant;
 
 /// How long a started cluster may take to have every backup joined and synced.
@@ -45,6 +45,9 @@ pub struct Server {
     pub log: Option<PathBuf>,
     args: Vec<String>,
     child: Option<Child>,
+    /// The server's stdin, kept apart from `child`: waiting for a child closes the stdin it
+    /// holds, and a server started with `--exit-on-stdin-eof` would take that for an order.
+    stdin: Option<ChildStdin>,
 }
 
 impl Server {
@@ -63,10 +66,18 @@ impl Server {
         match &self.log {
             Some(log) => match final_error(log) {
                 Some(error) => format!("{what}: {error}"),
-                None => format!("{what}; its log is {}", log.display()),
+                None => format!("{what}{}", self.log_note()),
             },
             // Its own error went to the same stderr as this line will.
             None => format!("{what}; is the port in use?"),
+        }
+    }
+
+    /// Where to read more, for the end of a line about this server: `; its log is PATH`.
+    fn log_note(&self) -> String {
+        match &self.log {
+            Some(log) => format!("; its log is {}", log.display()),
+            None => String::new(),
         }
     }
 
@@ -128,6 +139,12 @@ fn spawn(
         .kill_on_drop(true);
     if start == Start::First {
         cmd.arg("--announce-ready").stdout(Stdio::piped());
+    }
+    if !inherit {
+        // Not writing to the terminal, a server need not be in its process group; out of it,
+        // a Ctrl-C typed there reaches only this process, which then stops the servers itself
+        // rather than seeing them die.
+        cmd.process_group(0);
     }
     cmd.args(args);
     cmd.spawn().context("cannot start a ditto server process")
@@ -228,6 +245,10 @@ impl LocalCluster {
         log_level: &str,
         logs: Logs,
     ) -> anyhow::Result<LocalCluster> {
+        if let Logs::Dir(dir) = &logs {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the log directory {}", dir.display()))?;
+        }
         let mut cluster = LocalCluster {
             primary,
             backups: backups.iter().map(|(p, _)| *p).collect(),
@@ -260,8 +281,8 @@ impl LocalCluster {
         for i in 1..self.servers.len() {
             self.await_listening(i, deadline).await?;
         }
-        // Every port is now known to be served by this cluster, so the primary's STATUS is its
-        // own primary's.
+        // Every port is served by this cluster's own servers now, so the STATUS read on the
+        // primary's port is its own primary's.
         let ports = self.backups.clone();
         self.await_ready(|s| backups_synced(s, &ports)).await
     }
@@ -284,12 +305,18 @@ impl LocalCluster {
         match tokio::time::timeout_at(deadline, said_ready).await {
             Ok(Ok(true)) => return Ok(()),
             Ok(_) => {}
-            Err(_) => bail!("the {role} on port {port} was not listening within {START_TIMEOUT:?}"),
+            Err(_) => bail!(
+                "the {role} on port {port} was not listening within {START_TIMEOUT:?}{}",
+                server.log_note()
+            ),
         }
         // Its stdout closed without the line: it is exiting.
         match tokio::time::timeout(Duration::from_secs(3), child.wait()).await {
             Ok(Ok(status)) => bail!("{}", server.exited(status)),
-            _ => bail!("the {role} on port {port} closed its output without listening"),
+            _ => bail!(
+                "the {role} on port {port} closed its output without listening{}",
+                server.log_note()
+            ),
         }
     }
 
@@ -299,7 +326,7 @@ impl LocalCluster {
             Logs::Inherit | Logs::Discard => None,
         };
         let inherit = self.logs == Logs::Inherit;
-        let child = spawn(
+        let mut child = spawn(
             &args,
             &self.log_level,
             log.as_deref(),
@@ -311,6 +338,7 @@ impl LocalCluster {
             port,
             log,
             args,
+            stdin: child.stdin.take(),
             child: Some(child),
         });
         Ok(())
@@ -321,6 +349,27 @@ impl LocalCluster {
             .iter_mut()
             .find(|s| s.port == port)
             .with_context(|| format!("no server on port {port}"))
+    }
+
+    /// Waits until a running server exits, reaps it, and returns its index in `servers` and how
+    /// it ended. Never completes while no server runs. Cancel-safe: dropping the future leaves
+    /// every server as it was.
+    pub async fn next_exit(&mut self) -> (usize, std::io::Result<ExitStatus>) {
+        let waits: Vec<_> = self
+            .servers
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, server)| {
+                let child = server.child.as_mut()?;
+                Some(Box::pin(async move { (i, child.wait().await) }))
+            })
+            .collect();
+        if waits.is_empty() {
+            return std::future::pending().await;
+        }
+        let ((i, result), _, _) = futures::future::select_all(waits).await;
+        self.servers[i].child = None;
+        (i, result)
     }
 
     /// Kills the server on `port` with SIGKILL and reaps it.
@@ -339,13 +388,14 @@ impl LocalCluster {
         let inherit = self.logs == Logs::Inherit;
         let server = self.server(port)?;
         if server.child.is_none() {
-            let child = spawn(
+            let mut child = spawn(
                 &server.args,
                 &log_level,
                 server.log.as_deref(),
                 inherit,
                 Start::Again,
             )?;
+            server.stdin = child.stdin.take();
             server.child = Some(child);
         }
         Ok(())
@@ -425,5 +475,12 @@ mod tests {
         assert_eq!(status_field(s, "port"), Some("7000"));
         assert_eq!(status_field(s, "value"), Some("0"));
         assert_eq!(status_field(s, "val"), None);
+    }
+
+    #[test]
+    fn exits_are_told_in_a_few_words() {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(describe_exit(ExitStatus::from_raw(1 << 8)), "exit status 1");
+        assert_eq!(describe_exit(ExitStatus::from_raw(9)), "signal 9: SIGKILL");
     }
 }

@@ -273,6 +273,11 @@ fn bad_command_lines_fail_with_one_line() {
     let busy = busy.local_addr().unwrap().port().to_string();
     // A port for the backup cases' primary: nobody needs to listen there, they fail before.
     let other = free_port().to_string();
+    // A log directory that cannot be made: its parent is a file.
+    let dir = TempDir::new("bad-log-dir");
+    std::fs::write(dir.path().join("file"), "").unwrap();
+    let under_a_file = dir.path().join("file").join("logs");
+    let under_a_file = under_a_file.to_str().unwrap();
     let cases: Vec<Vec<&str>> = vec![
         vec!["frob"],
         vec!["primary", "abc"],
@@ -289,6 +294,7 @@ fn bad_command_lines_fail_with_one_line() {
         vec!["primary", &busy],
         vec!["backup", &busy, &other],
         vec!["up", "--base-port", "65535", "--backups", "2"],
+        vec!["up", "--base-port", &other, "--log-dir", under_a_file],
         // Numbers of seconds must be positive and finite, wherever they are taken.
         vec!["bench", "-p", &other, "-n", "1", "--timeout=-1"],
         vec!["bench", "-p", &other, "--duration", "nan"],
@@ -585,6 +591,80 @@ fn up_on_a_busy_port_fails_clearly() {
             || !is_listening(free),
         );
     }
+}
+
+#[test]
+fn up_says_once_that_a_server_exited() {
+    let logs = TempDir::new("up-exit");
+    let base = free_ports(3);
+    let mut up = Interactive::spawn(&[
+        "up",
+        "--base-port",
+        &base.to_string(),
+        "--log-dir",
+        logs.arg(),
+    ]);
+    up.wait_stdout("Leave with");
+    let banner = up.stdout.text();
+    let kill = |port: u16, signal: nix::sys::signal::Signal| {
+        let pid = nix::unistd::Pid::from_raw(pid_in_banner(&banner, port));
+        nix::sys::signal::kill(pid, signal).expect("signal a server");
+    };
+
+    kill(base, nix::sys::signal::Signal::SIGKILL);
+    let primary_exited = format!("The primary on port {base} exited (signal 9");
+    up.wait_stdout(&primary_exited);
+    // Long enough for the backups to have elected a new primary (and said so in their logs).
+    let backup_logs = [
+        format!("backup-{}.log", base + 1),
+        format!("backup-{}.log", base + 2),
+    ];
+    wait_until("the backups elect a new primary", TIMEOUT, || {
+        backup_logs
+            .iter()
+            .any(|log| logs.read(log).contains("primary of view 2"))
+    });
+    kill(base + 2, nix::sys::signal::Signal::SIGTERM);
+    let backup_exited = format!("The backup on port {} exited (exit status 0)", base + 2);
+    up.wait_stdout(&backup_exited);
+
+    up.finish_input(format!("connect {}\nread\n", base + 1).as_bytes());
+    let out = up.wait(Duration::from_secs(20));
+    assert!(out.success(), "{out:?}");
+    let said = |what: &str| out.stdout.lines().filter(|l| l.starts_with(what)).count();
+    assert_eq!(said(&primary_exited), 1, "{}", out.stdout);
+    assert_eq!(said(&backup_exited), 1, "{}", out.stdout);
+    let primary_note = out.stdout.lines().find(|l| l.starts_with(&primary_exited));
+    assert!(
+        primary_note.is_some_and(|l| l.contains(&format!("primary-{base}.log"))),
+        "the note says where the log is: {}",
+        out.stdout
+    );
+    // One server of three is left: it has no quorum, so its lease lapses and it refuses reads.
+    // Either way the prompt answers.
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l == "VALUE:0" || l.starts_with("ERR:")),
+        "the prompt went on: {}",
+        out.stdout
+    );
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+}
+
+#[test]
+fn up_refused_at_once_leaves_no_log_directory() {
+    let parent = TempDir::new("up-refused");
+    let logs = parent.path().join("logs");
+    let out = ditto(&[
+        "up",
+        "--base-port",
+        "65535",
+        "--log-dir",
+        logs.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&out, "ditto up on ports past 65535");
+    assert!(!logs.exists(), "{} was made for nothing", logs.display());
 }
 
 #[test]

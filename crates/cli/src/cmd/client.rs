@@ -8,6 +8,7 @@ use clap::Args;
 use ditto_core::wire;
 use ditto_server::{Client, ClientError};
 use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// How long a client waits for a connection and for each reply unless told otherwise: longer
 /// than any wait a server makes before answering (the longest is the 10 s a backup gives a
@@ -151,7 +152,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
         return Ok(one_shot(&mut session, &args.command.join(" ")).await);
     }
     if std::io::stdin().is_terminal() {
-        prompt(session, None).await
+        prompt(session, None, None).await
     } else {
         piped_session(session).await
     }
@@ -325,19 +326,41 @@ pub async fn piped_session(mut session: Session) -> anyhow::Result<ExitCode> {
     Ok(status(ok))
 }
 
-/// The interactive prompt, with line editing and history. `banner` is printed first.
-pub async fn prompt(session: Session, banner: Option<String>) -> anyhow::Result<ExitCode> {
+/// The interactive prompt, with line editing and history. `banner` is printed first; `notes`,
+/// news from elsewhere, are printed as they come, above the line being typed.
+pub async fn prompt(
+    session: Session,
+    banner: Option<String>,
+    notes: Option<UnboundedReceiver<String>>,
+) -> anyhow::Result<ExitCode> {
     let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || prompt_blocking(session, banner, handle)).await?
+    tokio::task::spawn_blocking(move || prompt_blocking(session, banner, notes, handle)).await?
 }
 
 fn prompt_blocking(
     mut session: Session,
     banner: Option<String>,
+    notes: Option<UnboundedReceiver<String>>,
     handle: tokio::runtime::Handle,
 ) -> anyhow::Result<ExitCode> {
+    use rustyline::ExternalPrinter;
     use rustyline::error::ReadlineError;
     let mut editor = rustyline::DefaultEditor::new()?;
+    if let Some(mut notes) = notes {
+        // Printed through the editor, a note does not break into the line being typed: the
+        // editor moves that line below it.
+        let mut printer = editor.create_external_printer().ok();
+        handle.spawn(async move {
+            while let Some(note) = notes.recv().await {
+                match printer.as_mut() {
+                    Some(printer) => {
+                        let _ = printer.print(format!("{note}\n"));
+                    }
+                    None => println!("{note}"),
+                }
+            }
+        });
+    }
     if let Some(banner) = banner {
         println!("{banner}");
     }

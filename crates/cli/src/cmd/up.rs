@@ -2,10 +2,10 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::process::{ExitCode, ExitStatus};
 
-use anyhow::Context;
 use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
 
 use super::client::{REPLY_TIMEOUT, Session, prompt};
 use crate::cluster::{LocalCluster, Logs};
@@ -18,7 +18,7 @@ pub struct UpArgs {
     /// Port of the primary; backups take the ports after it.
     #[arg(long, default_value_t = 7000, value_parser = super::port)]
     base_port: u16,
-    /// Log level of the servers.
+    /// Log level of the servers, in their log files (`--log-level` is this process's own).
     #[arg(long, default_value = "info", value_name = "LEVEL")]
     server_log_level: String,
     /// Directory for the servers' logs, one file each (e.g. `primary-7000.log`). They go to a
@@ -32,17 +32,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let dir = args
         .log_dir
         .unwrap_or_else(|| std::env::temp_dir().join(format!("ditto-up-{}", std::process::id())));
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create the log directory {}", dir.display()))?;
-    println!("Server logs go to {}", dir.display());
     let mut cluster = LocalCluster::start(
         args.base_port,
         args.backups as usize,
         &args.server_log_level,
-        Logs::Dir(dir),
+        Logs::Dir(dir.clone()),
     )
     .await?;
-    let mut banner = String::from("ditto is up:\n");
+    let mut banner = format!("ditto is up (server logs in {}):\n", dir.display());
     for server in &cluster.servers {
         let log = server
             .log
@@ -59,19 +56,76 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     banner.push_str("Leave with `quit`, Ctrl-D or Ctrl-C; that stops the cluster.");
     let session = Session::new(cluster.primary, REPLY_TIMEOUT);
-    let result = if std::io::stdin().is_terminal() {
-        tokio::select! {
-            r = prompt(session, Some(banner)) => r,
-            _ = tokio::signal::ctrl_c() => Ok(ExitCode::SUCCESS),
+    let interactive = std::io::stdin().is_terminal();
+    let (notes, notes_rx) = tokio::sync::mpsc::unbounded_channel();
+    let conversation = async {
+        if interactive {
+            prompt(session, Some(banner), Some(notes_rx)).await
+        } else {
+            println!("{banner}");
+            super::client::piped_session(session).await
         }
-    } else {
-        println!("{banner}");
+    };
+    let mut conversation = std::pin::pin!(conversation);
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let result = loop {
         tokio::select! {
-            r = super::client::piped_session(session) => r,
-            _ = tokio::signal::ctrl_c() => Ok(ExitCode::SUCCESS),
+            r = &mut conversation => break r,
+            _ = interrupt.recv() => break Ok(ExitCode::SUCCESS),
+            (i, status) = cluster.next_exit() => {
+                let note = what_happened(&cluster, i, status);
+                if interactive {
+                    let _ = notes.send(note);
+                } else {
+                    println!("{note}");
+                }
+            }
         }
     };
     cluster.stop().await;
     println!("ditto stopped.");
     result
+}
+
+/// What the prompt says when server `i` of the cluster exited: once, and not what its log says
+/// every few seconds from then on.
+fn what_happened(cluster: &LocalCluster, i: usize, status: std::io::Result<ExitStatus>) -> String {
+    let server = &cluster.servers[i];
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => {
+            return format!(
+                "Cannot tell whether the {} on port {} still runs: {e}",
+                server.role, server.port
+            );
+        }
+    };
+    let what = sentence(server.exited(status));
+    let next = if server.port == cluster.primary && cluster.servers.len() >= 3 {
+        let others: Vec<String> = cluster.backups.iter().map(u16::to_string).collect();
+        format!(
+            "The backups elect a new primary within about 3 s and writes go on; `connect {}` \
+             talks to one of them. Started again, port {} rejoins as a backup.",
+            others.first().map_or("", String::as_str),
+            server.port
+        )
+    } else if server.port == cluster.primary {
+        format!(
+            "A group of fewer than three has no automatic failover: writes fail until a primary \
+             listens on port {} again.",
+            server.port
+        )
+    } else {
+        "The rest of the cluster carries on without it.".to_owned()
+    };
+    format!("{what}. {next}")
+}
+
+/// `text` with its first letter capitalized, to begin a sentence.
+fn sentence(text: String) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => text,
+    }
 }
