@@ -238,9 +238,17 @@ fn faults_do_not_break_consistency() {
         out.stdout,
         out.stderr
     );
-    assert!(count(&out.stdout, "injected") >= 3, "{}", out.stdout);
+    let injected = count(&out.stdout, "injected");
+    assert!(injected >= 3, "{}", out.stdout);
     assert!(count(&out.stdout, "ok,") > 100, "{}", out.stdout);
     assert!(out.stdout.contains("verdict     OK"), "{}", out.stdout);
+    // The timeline shades every fault on both plots, and has them for the lanes.
+    let html = std::fs::read_to_string(out_dir.join("timeline.html")).unwrap();
+    assert_eq!(
+        html.matches("<rect class=\"fault\"").count() as u64,
+        2 * injected
+    );
+    assert_eq!(html.matches("\"kind\":\"").count() as u64, injected);
 }
 
 const BAD: &str = r#"{"client":1,"server":7001,"op":"write","value":5,"invoke_ns":0,"return_ns":10,"outcome":"ok"}

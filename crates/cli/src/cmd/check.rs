@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader, Write};
 
 use anyhow::Context;
 use clap::Args;
-use ditto_check::timeline::{Highlight, render_html};
+use ditto_check::timeline::{self, Highlight};
 use ditto_check::{History, OpKind, Outcome, Recorder, linearizable, seqcst};
 use ditto_server::{Client, Conclusion};
 use flate2::Compression;
@@ -342,7 +342,7 @@ fn report(
     history: &History,
     primary: Option<u16>,
     faults: &[FaultEvent],
-    timeline: &Path,
+    page_path: &Path,
     converged: Option<Result<String, String>>,
 ) -> anyhow::Result<ExitCode> {
     let count = |o: Outcome| history.ops.iter().filter(|op| op.outcome == o).count();
@@ -380,6 +380,7 @@ fn report(
         reasons.push("not sequentially consistent".to_owned());
     }
     let mut highlight = Highlight::from(&sc);
+    let mut verdicts = vec![sc.to_string()];
     if let Some(primary) = primary {
         let started = std::time::Instant::now();
         let lin = linearizable::check(
@@ -393,6 +394,7 @@ fn report(
             "  linearizability (all writes, reads at the primary :{primary}) ({:.1} ms): {lin}",
             ms(started.elapsed())
         );
+        verdicts.push(format!("at the primary :{primary}, {lin}"));
         match &lin {
             linearizable::Verdict::Ok(_) => {}
             linearizable::Verdict::Violation(_) => {
@@ -409,9 +411,13 @@ fn report(
         }
     }
     match converged {
-        Some(Ok(text)) => println!("  convergence: {text}"),
+        Some(Ok(text)) => {
+            println!("  convergence: {text}");
+            verdicts.push(format!("convergence: {text}"));
+        }
         Some(Err(text)) => {
             println!("  convergence: FAILED: {text}");
+            verdicts.push(format!("convergence FAILED: {text}"));
             finding = Finding::Violation;
             reasons.push("the replicas did not converge".to_owned());
         }
@@ -422,9 +428,15 @@ fn report(
         Finding::Undecided => "ditto check: undecided",
         Finding::Ok => "ditto check: consistent",
     };
-    std::fs::write(timeline, render_html(history, &highlight, title))
-        .with_context(|| format!("cannot write {}", timeline.display()))?;
-    println!("  timeline    {}", timeline.display());
+    // The page states every verdict, and outlines the operations of the one it explains.
+    highlight.violation = finding == Finding::Violation;
+    highlight.undecided = finding == Finding::Undecided;
+    highlight.explanation = verdicts.join("\n");
+    let shaded: Vec<timeline::Fault> = faults.iter().map(shade).collect();
+    let page = timeline::render_html_with_faults(history, &highlight, title, &shaded);
+    std::fs::write(page_path, page)
+        .with_context(|| format!("cannot write {}", page_path.display()))?;
+    println!("  timeline    {}", page_path.display());
     let (word, code) = match finding {
         Finding::Violation => ("VIOLATION", EXIT_VIOLATION),
         Finding::Undecided => ("UNDECIDED", EXIT_UNDECIDED),
@@ -436,6 +448,27 @@ fn report(
         println!("  verdict     {word}: {}", reasons.join("; "));
     }
     Ok(ExitCode::from(code))
+}
+
+/// A fault as the timeline shades it: the servers it hit are the ports its description names
+/// (`pause :7001 (SIGSTOP), resume`, `partition backup :7002 <-> primary`).
+fn shade(fault: &FaultEvent) -> timeline::Fault {
+    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let servers = fault
+        .what
+        .split(':')
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect();
+    timeline::Fault {
+        start_ns: ns(fault.at),
+        end_ns: ns(fault.at + fault.lasted),
+        what: fault.what.clone(),
+        servers,
+    }
 }
 
 fn ms(d: Duration) -> f64 {
