@@ -1,29 +1,51 @@
-//! A self-contained HTML timeline of a history, to see a violation rather than read about it.
+//! A self-contained HTML timeline of a whole run, to see what happened rather than read about
+//! it.
 //!
-//! The page is one file with inline CSS and inline SVG, so it can be attached to a bug report
-//! and opened offline. Each client gets a horizontal lane; each operation is a bar from
-//! invocation to return, coloured by kind and outcome, with its details in a tooltip. The
-//! operations of a violation are outlined in red under the verdict's explanation.
+//! The page is one file with inline CSS, SVG and script, so it can be attached to a bug report
+//! and opened offline. From the top:
+//!
+//! - the verdict, and the operations of a violation in words;
+//! - throughput and latency over the whole run (drawn here as SVG, see `plots`), with the
+//!   faults shaded, as Jepsen's rate and latency plots do;
+//! - one lane per client with its operations as bars from invocation to return, coloured by
+//!   kind and outcome, faults shaded across the lanes and marked on the lanes of the servers
+//!   they hit. The page's script draws the lanes on a canvas from every operation of the run,
+//!   encoded compactly (see `data`); dragging across the plots or the lanes zooms in, buttons
+//!   zoom out and pan. Operations too short to draw at the current zoom are drawn as the busy
+//!   stretches they make up, bar labels are cut to fit or left out, and time labels are thinned
+//!   so that none overlap.
+//!
+//! On a violation the page opens zoomed to the operations it names, outlined in red. A million
+//! operations make a page of 7 to 12 MB (six to twelve characters an operation, depending on
+//! how far apart a lane's written values are and how recent the writes reads return).
 
-use std::collections::{BTreeMap, BTreeSet};
+mod data;
+mod plots;
+
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use crate::history::{History, IndexedOp, OpKind, Outcome, ms};
+use crate::history::{History, IndexedOp};
 use crate::{linearizable, seqcst};
 
-/// How many operations [`render_html`] draws at most: beyond a few thousand bars a browser
-/// slows down and nobody can read them anyway.
-pub const DEFAULT_MAX_OPS: usize = 2000;
+/// Left margin of the plots and lanes (lane labels, axis labels), in pixels.
+const LEFT: f64 = 150.0;
+/// Width of the time axis, the same for the plots and the lanes.
+const PLOT_WIDTH: f64 = 1150.0;
+/// Right margin, room for half the last time label.
+const RIGHT: f64 = 40.0;
 
 /// What to point out on the timeline: usually built from a verdict with `From`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Highlight {
     /// Positions in the history of the operations to outline in red.
     pub ops: Vec<usize>,
-    /// Text printed above the timeline (the verdict); empty for none.
+    /// Text printed above the timeline (the verdicts, one a line); empty for none.
     pub explanation: String,
     /// True if the explanation reports a violation (it is then shown as an error).
     pub violation: bool,
+    /// True if it reports no violation but a check that could not decide (shown as a warning).
+    pub undecided: bool,
 }
 
 impl From<&seqcst::Verdict> for Highlight {
@@ -32,6 +54,7 @@ impl From<&seqcst::Verdict> for Highlight {
             ops: verdict.violation().map(|v| v.ops()).unwrap_or_default(),
             explanation: verdict.to_string(),
             violation: !verdict.is_ok(),
+            undecided: false,
         }
     }
 }
@@ -42,22 +65,42 @@ impl From<&linearizable::Verdict> for Highlight {
             ops: verdict.violation().map(|v| v.ops()).unwrap_or_default(),
             explanation: verdict.to_string(),
             violation: verdict.violation().is_some(),
+            undecided: verdict.is_undecided(),
         }
     }
 }
 
-/// Renders `history` as a standalone HTML page, drawing at most [`DEFAULT_MAX_OPS`] operations.
-pub fn render_html(history: &History, highlight: &Highlight, title: &str) -> String {
-    render_html_capped(history, highlight, title, DEFAULT_MAX_OPS)
+/// A fault injected during the run, to shade on the plots and lanes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fault {
+    /// When it began, in nanoseconds on the history's clock.
+    pub start_ns: u64,
+    /// When it was healed.
+    pub end_ns: u64,
+    /// What it was, e.g. `pause :7001 (SIGSTOP), resume`; the first word names its kind.
+    pub what: String,
+    /// The servers it hit; the lanes of their clients are marked.
+    pub servers: Vec<u16>,
 }
 
-/// Like [`render_html`], drawing at most `max_ops` operations (chosen around the highlighted
-/// ones when there are any, else the earliest), and saying so on the page.
-pub fn render_html_capped(
+impl Fault {
+    /// The first word of [`Fault::what`]: `kill`, `pause`, `partition`...
+    fn kind(&self) -> &str {
+        self.what.split_whitespace().next().unwrap_or("fault")
+    }
+}
+
+/// Renders `history` as a standalone HTML page.
+pub fn render_html(history: &History, highlight: &Highlight, title: &str) -> String {
+    render_html_with_faults(history, highlight, title, &[])
+}
+
+/// Like [`render_html`], with the faults of the run shaded on the plots and lanes.
+pub fn render_html_with_faults(
     history: &History,
     highlight: &Highlight,
     title: &str,
-    max_ops: usize,
+    faults: &[Fault],
 ) -> String {
     let highlighted: BTreeSet<usize> = highlight
         .ops
@@ -65,213 +108,175 @@ pub fn render_html_capped(
         .copied()
         .filter(|&i| i < history.len())
         .collect();
-    let (drawn, note) = choose_ops(history, &highlighted, max_ops);
     let mut page = String::new();
     page.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     let _ = writeln!(page, "<title>{}</title>", escape(title));
-    page.push_str(STYLE);
+    let _ = writeln!(
+        page,
+        "<style>\n{}</style>",
+        include_str!("timeline/page.css")
+    );
     page.push_str("</head>\n<body>\n");
     let _ = writeln!(page, "<h1>{}</h1>", escape(title));
     if !highlight.explanation.is_empty() {
-        let class = if highlight.violation {
-            "verdict bad"
-        } else {
-            "verdict good"
+        let class = match (highlight.violation, highlight.undecided) {
+            (true, _) => "verdict bad",
+            (false, true) => "verdict undecided",
+            (false, false) => "verdict good",
         };
-        let _ = writeln!(
-            page,
-            "<p class=\"{class}\">{}</p>",
-            escape(&highlight.explanation)
-        );
+        let lines: Vec<String> = highlight.explanation.lines().map(escape).collect();
+        let _ = writeln!(page, "<p class=\"{class}\">{}</p>", lines.join("<br>"));
     }
     if !highlighted.is_empty() {
         page.push_str("<ul class=\"involved\">\n");
         for &i in &highlighted {
             let _ = writeln!(
                 page,
-                "<li>{}</li>",
+                "<li><a href=\"#lanes\" data-op=\"{i}\">{}</a></li>",
                 escape(&IndexedOp::new(history, i).to_string())
             );
         }
         page.push_str("</ul>\n");
     }
-    let _ = writeln!(page, "<p class=\"note\">{}</p>", escape(&note));
-    page.push_str(LEGEND);
-    page.push_str(&svg(history, &drawn, &highlighted));
+    if history.is_empty() {
+        page.push_str("<p class=\"note\">The history has no operations.</p>\n</body>\n</html>\n");
+        return page;
+    }
+    let encoded = data::encode(history);
+    let start = history
+        .ops
+        .iter()
+        .map(|op| op.invoke_ns)
+        .chain(faults.iter().map(|f| f.start_ns))
+        .min()
+        .unwrap_or(0);
+    let end = history
+        .ops
+        .iter()
+        .map(|op| op.end_ns())
+        .chain(faults.iter().map(|f| f.end_ns))
+        .max()
+        .unwrap_or(0)
+        .max(start + 1);
+    let span = plots::Span { start, end };
+    let _ = writeln!(
+        page,
+        "<p class=\"note\">All {} operations of {} clients, {} to {}. Drag across the plots or the \
+         lanes to zoom in; hover over an operation for its details.</p>",
+        history.len(),
+        encoded.lanes.len(),
+        plots::duration(start),
+        plots::duration(end)
+    );
+    page.push_str(&legend(!highlighted.is_empty()));
+    page.push_str(&plots::plots(history, span, faults));
+    page.push_str(CONTROLS);
+    page.push_str(
+        "<div id=\"lanes-box\"><canvas id=\"lanes\"></canvas><div id=\"drag\"></div>\
+         <div id=\"tip\"></div></div>\n<noscript><p class=\"note\">The lanes need JavaScript; the \
+         plots above do not.</p></noscript>\n",
+    );
+    let _ = writeln!(
+        page,
+        "<script id=\"meta\" type=\"application/json\">{}</script>",
+        meta(history, &encoded, &highlighted, faults, span).replace("</", "<\\/")
+    );
+    let _ = writeln!(
+        page,
+        "<script id=\"ops\" type=\"text/plain\">{}</script>",
+        encoded.text
+    );
+    let _ = writeln!(
+        page,
+        "<script>\n{}</script>",
+        include_str!("timeline/page.js")
+    );
     page.push_str("</body>\n</html>\n");
     page
 }
 
-/// The operations to draw, in invocation order, and a sentence saying which they are.
-fn choose_ops(
+/// The page's description of the run, as JSON: everything but the operations themselves.
+fn meta(
     history: &History,
+    encoded: &data::Encoded,
     highlighted: &BTreeSet<usize>,
-    max_ops: usize,
-) -> (Vec<usize>, String) {
-    let mut order: Vec<usize> = (0..history.len()).collect();
-    order.sort_by_key(|&i| (history.ops[i].invoke_ns, i));
-    let total = order.len();
-    if total <= max_ops {
-        return (order, format!("All {total} operations are shown."));
+    faults: &[Fault],
+    span: plots::Span,
+) -> String {
+    let mut position = vec![0; history.len()];
+    for (p, &i) in encoded.order.iter().enumerate() {
+        position[i] = p;
     }
-    let positions: Vec<usize> = order
+    let highlight: Vec<usize> = highlighted.iter().map(|&i| position[i]).collect();
+    let window = zoom_window(history, highlighted, span);
+    let faults_json: Vec<String> = faults
         .iter()
-        .enumerate()
-        .filter(|(_, i)| highlighted.contains(i))
-        .map(|(pos, _)| pos)
+        .map(|f| {
+            format!(
+                "{{\"s\":{},\"e\":{},\"what\":{},\"kind\":{},\"servers\":{:?}}}",
+                data::us(f.start_ns),
+                data::us(f.end_ns),
+                json_string(&f.what),
+                json_string(f.kind()),
+                f.servers
+            )
+        })
         .collect();
-    let keep: Vec<usize> = match (positions.first(), positions.last()) {
-        (Some(&first), Some(&last)) if last - first < max_ops => {
-            let spare = max_ops - (last - first + 1);
-            let start = first.saturating_sub(spare / 2).min(total - max_ops);
-            order[start..start + max_ops].to_vec()
-        }
-        (Some(_), Some(_)) if positions.len() >= max_ops => {
-            positions[..max_ops].iter().map(|&pos| order[pos]).collect()
-        }
-        (Some(_), Some(_)) => {
-            let radius = max_ops.saturating_sub(positions.len()) / (2 * positions.len());
-            let mut window = BTreeSet::new();
-            for &pos in &positions {
-                window.extend(pos.saturating_sub(radius)..=(pos + radius).min(total - 1));
+    let literals: Vec<String> = encoded.literals.iter().map(|l| json_string(l)).collect();
+    format!(
+        "{{\"n\":{},\"left\":{LEFT},\"width\":{PLOT_WIDTH},\"right\":{RIGHT},\
+         \"start\":{},\"end\":{},\"window\":[{},{}],\"lanes\":{},\"literals\":[{}],\
+         \"permuted\":{},\"servers\":{},\"faults\":[{}],\"highlight\":{:?},\"initial\":{}}}",
+        history.len(),
+        data::us(span.start),
+        data::us(span.end).max(data::us(span.start) + 1),
+        data::us(window.0),
+        data::us(window.1),
+        data::lanes_json(&encoded.lanes),
+        literals.join(","),
+        encoded.permuted,
+        encoded
+            .servers
+            .as_ref()
+            .map_or("null".to_owned(), |s| format!("{s:?}")),
+        faults_json.join(","),
+        highlight,
+        json_string(&history.initial.to_string()),
+    )
+}
+
+/// Where the lanes open: around the highlighted operations with some room on either side, or
+/// the whole run.
+fn zoom_window(history: &History, highlighted: &BTreeSet<usize>, span: plots::Span) -> (u64, u64) {
+    let ops = || highlighted.iter().map(|&i| &history.ops[i]);
+    let (Some(first), Some(last)) = (
+        ops().map(|op| op.invoke_ns).min(),
+        ops().map(|op| op.end_ns()).max(),
+    ) else {
+        return (span.start, span.end);
+    };
+    let pad = ((last - first) / 2).max(200_000);
+    (
+        first.saturating_sub(pad).max(span.start),
+        (last + pad).min(span.end),
+    )
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
             }
-            window.into_iter().map(|pos| order[pos]).collect()
+            c => out.push(c),
         }
-        _ => order[..max_ops].to_vec(),
-    };
-    let how = if positions.is_empty() {
-        "the earliest ones"
-    } else {
-        "those around the highlighted ones"
-    };
-    let note = format!(
-        "Showing {} of {total} operations ({how}); the rest are not drawn.",
-        keep.len()
-    );
-    (keep, note)
-}
-
-const LEFT: f64 = 110.0;
-const PLOT_WIDTH: f64 = 1100.0;
-const RIGHT: f64 = 30.0;
-const TOP: f64 = 34.0;
-const LANE: f64 = 26.0;
-const BAR: f64 = 16.0;
-/// Approximate width of one label character at the bar font size, to skip labels that do not fit.
-const CHAR_WIDTH: f64 = 6.5;
-
-fn svg(history: &History, drawn: &[usize], highlighted: &BTreeSet<usize>) -> String {
-    let lanes: BTreeMap<u64, usize> = drawn
-        .iter()
-        .map(|&i| history.ops[i].client)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .enumerate()
-        .map(|(lane, client)| (client, lane))
-        .collect();
-    let start = drawn
-        .iter()
-        .map(|&i| history.ops[i].invoke_ns)
-        .min()
-        .unwrap_or(0);
-    let end = drawn
-        .iter()
-        .map(|&i| history.ops[i].end_ns())
-        .max()
-        .unwrap_or(0)
-        .max(start + 1);
-    let x = |t: u64| LEFT + (t - start) as f64 / (end - start) as f64 * PLOT_WIDTH;
-    let height = TOP + lanes.len() as f64 * LANE + 10.0;
-    let width = LEFT + PLOT_WIDTH + RIGHT;
-
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "<svg width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\">"
-    );
-    for (&client, &lane) in &lanes {
-        let y = TOP + lane as f64 * LANE;
-        let shade = if lane % 2 == 0 {
-            "lane even"
-        } else {
-            "lane odd"
-        };
-        let _ = writeln!(
-            out,
-            "<rect class=\"{shade}\" x=\"0\" y=\"{y}\" width=\"{width}\" height=\"{LANE}\"/>\
-             <text class=\"client\" x=\"6\" y=\"{}\">client {client}</text>",
-            y + LANE / 2.0 + 4.0
-        );
     }
-    let step = tick_step(end - start);
-    let mut tick = start.div_ceil(step) * step;
-    while tick <= end {
-        let tx = x(tick);
-        let _ = writeln!(
-            out,
-            "<line class=\"grid\" x1=\"{tx:.1}\" y1=\"{}\" x2=\"{tx:.1}\" y2=\"{}\"/>\
-             <text class=\"tick\" x=\"{tx:.1}\" y=\"{}\">{} ms</text>",
-            TOP - 6.0,
-            height - 10.0,
-            TOP - 10.0,
-            ms(tick)
-        );
-        tick += step;
-    }
-    for &i in drawn {
-        let op = &history.ops[i];
-        let y = TOP + lanes[&op.client] as f64 * LANE + (LANE - BAR) / 2.0;
-        let x1 = x(op.invoke_ns);
-        let x2 = match op.outcome {
-            Outcome::Unknown => x(end),
-            _ => x(op.end_ns()),
-        };
-        let w = (x2 - x1).max(2.0);
-        let class = match (op.outcome, op.kind) {
-            (Outcome::Ok, OpKind::Write) => "op write",
-            (Outcome::Ok, OpKind::Read) => "op read",
-            (Outcome::Fail, _) => "op fail",
-            (Outcome::Unknown, _) => "op unknown",
-        };
-        let hl = if highlighted.contains(&i) { " hl" } else { "" };
-        let label = match (op.kind, op.value, op.outcome) {
-            (OpKind::Write, Some(v), _) => format!("W {v}"),
-            (OpKind::Read, Some(v), Outcome::Ok) => format!("R {v}"),
-            (OpKind::Read, ..) => "R".to_string(),
-            (OpKind::Write, None, _) => "W".to_string(),
-        };
-        let _ = write!(
-            out,
-            "<g data-op=\"{i}\"><title>{}</title><rect class=\"{class}{hl}\" x=\"{x1:.1}\" y=\"{y:.1}\" \
-             width=\"{w:.1}\" height=\"{BAR}\" rx=\"2\"/>",
-            escape(&IndexedOp::new(history, i).to_string())
-        );
-        if w >= CHAR_WIDTH * label.len() as f64 + 4.0 {
-            let _ = write!(
-                out,
-                "<text class=\"label\" x=\"{:.1}\" y=\"{:.1}\">{label}</text>",
-                x1 + 3.0,
-                y + BAR - 4.0
-            );
-        }
-        out.push_str("</g>\n");
-    }
-    out.push_str("</svg>\n");
+    out.push('"');
     out
-}
-
-/// A round tick spacing (1, 2 or 5 times a power of ten nanoseconds) giving about eight ticks.
-fn tick_step(span: u64) -> u64 {
-    let raw = (span / 8).max(1);
-    let mut magnitude = 1u64;
-    while magnitude <= raw / 10 {
-        magnitude *= 10;
-    }
-    [1, 2, 5, 10]
-        .into_iter()
-        .map(|m| m * magnitude)
-        .find(|&s| s >= raw)
-        .unwrap_or(10 * magnitude)
 }
 
 fn escape(text: &str) -> String {
@@ -289,49 +294,42 @@ fn escape(text: &str) -> String {
     out
 }
 
-const STYLE: &str = "<style>
-body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
-h1 { font-size: 1.3em; }
-.verdict { padding: .6em .8em; border-radius: 4px; max-width: 75em; }
-.verdict.bad { background: #fde8e8; border: 1px solid #d33; }
-.verdict.good { background: #e8f6e8; border: 1px solid #3a3; }
-.involved { font-family: ui-monospace, monospace; font-size: .85em; }
-.note { color: #555; font-size: .9em; }
-.legend span { display: inline-block; margin-right: 1.2em; font-size: .9em; }
-.legend i { display: inline-block; width: 1.6em; height: .9em; margin-right: .3em; vertical-align: middle; border-radius: 2px; }
-svg { font-family: ui-monospace, monospace; display: block; margin-top: .5em; }
-.lane.even { fill: #fafafa; } .lane.odd { fill: #f0f0f0; }
-.client { font-size: 12px; fill: #333; }
-.grid { stroke: #ccc; stroke-width: 1; }
-.tick { font-size: 10px; fill: #666; text-anchor: middle; }
-.op { stroke: #444; stroke-width: .5; }
-.op:hover { stroke: #000; stroke-width: 2; }
-.write { fill: #5b8def; } .read { fill: #4caf6a; } .fail { fill: #b0b0b0; }
-.unknown { fill: #f0a030; fill-opacity: .45; stroke-dasharray: 4 2; }
-.hl { stroke: #e00000; stroke-width: 3; }
-.label { font-size: 11px; fill: #000; pointer-events: none; }
-</style>
-";
+/// What the colours mean.
+fn legend(violation: bool) -> String {
+    let mut out = String::from(
+        "<p class=\"legend\">\
+         <span><i class=\"k-write\"></i>write, ok</span>\
+         <span><i class=\"k-read\"></i>read, ok</span>\
+         <span><i class=\"k-fail\"></i>failed (not applied)</span>\
+         <span><i class=\"k-unknown\"></i>unknown (may take effect until the end: dashed \
+         line)</span>",
+    );
+    if violation {
+        out.push_str("<span><i class=\"k-hl\"></i>involved in the violation</span>");
+    }
+    out.push_str(
+        "<span><i class=\"k-fault\"></i>fault (marked on the lanes of the servers it \
+         hit)</span><br><span class=\"series\"><b class=\"c-ok\">━</b> ok \
+         <b class=\"c-fail\">━</b> failed <b class=\"c-unknown\">━</b> unknown \
+         <b class=\"c-p50\">━</b> p50 <b class=\"c-p99\">━</b> p99</span>\
+         <span class=\"note\">Operations too short to draw at the zoom shown are drawn as the \
+         stretches they keep busy: writes in the upper half, reads in the lower, a strip below \
+         where some failed or were unknown.</span></p>\n",
+    );
+    out
+}
 
-const LEGEND: &str = "<p class=\"legend\">\
-<span><i style=\"background:#5b8def\"></i>write, ok</span>\
-<span><i style=\"background:#4caf6a\"></i>read, ok</span>\
-<span><i style=\"background:#b0b0b0\"></i>failed (not applied)</span>\
-<span><i style=\"background:#f0a030;opacity:.6\"></i>unknown (may take effect until the end)</span>\
-<span><i style=\"border:3px solid #e00000\"></i>involved in the violation</span>\
-</p>\n";
+const CONTROLS: &str = "<p id=\"controls\">\
+<button id=\"whole\" type=\"button\">whole run</button> \
+<button id=\"out\" type=\"button\">zoom out</button> \
+<button id=\"left\" type=\"button\">&larr;</button> \
+<button id=\"right\" type=\"button\">&rarr;</button> \
+<button id=\"violation\" type=\"button\" hidden>the violation</button> \
+<span id=\"readout\"></span></p>\n";
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tick_steps_are_round() {
-        assert_eq!(tick_step(8), 1);
-        assert_eq!(tick_step(80), 10);
-        assert_eq!(tick_step(1_000_000), 200_000);
-        assert_eq!(tick_step(30_000_000), 5_000_000);
-    }
 
     #[test]
     fn escapes_markup() {
@@ -339,5 +337,6 @@ mod tests {
             escape("<a href='x'>&\"</a>"),
             "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
         );
+        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
     }
 }

@@ -21,6 +21,17 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// The text of a gzip-compressed history as `ditto check` writes it.
+fn history_text(path: &std::path::Path) -> String {
+    use std::io::Read;
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .expect("a gzip-compressed history");
+    text
+}
+
 fn check(args: &[&str], limit: Duration) -> Outcome {
     let mut all = vec!["check"];
     all.extend_from_slice(args);
@@ -73,10 +84,15 @@ fn a_healthy_cluster_passes_and_leaves_a_history_and_a_timeline() {
         out.stdout
     );
     assert_eq!(count(&out.stdout, "ok,"), 1500, "{}", out.stdout);
-    let history = std::fs::read_to_string(out_dir.join("history.jsonl")).unwrap();
-    assert_eq!(history.lines().count(), 1500);
+    let file = out_dir.join("history.jsonl.gz");
+    assert_eq!(history_text(&file).lines().count(), 1500);
     let html = std::fs::read_to_string(out_dir.join("timeline.html")).unwrap();
     assert!(html.contains("<svg"), "the timeline draws the history");
+    // The compressed history can be checked again, and its timeline goes beside it.
+    let again = check(&["--history", file.to_str().unwrap()], TIMEOUT);
+    assert!(again.success(), "{}\n{}", again.stdout, again.stderr);
+    assert!(again.stdout.contains("verdict     OK"), "{}", again.stdout);
+    assert!(out_dir.join("history.html").exists());
 }
 
 /// The README's tour leaves the register at 5; a check of that cluster must start from 5 rather
@@ -116,7 +132,7 @@ fn a_running_cluster_can_be_checked_by_its_ports_from_the_value_it_holds() {
         );
         assert!(out.stdout.contains("verdict     OK"), "{}", out.stdout);
         assert_eq!(count(&out.stdout, "ok,"), 600, "{}", out.stdout);
-        let history = std::fs::read_to_string(out_dir.join("history.jsonl")).unwrap();
+        let history = history_text(&out_dir.join("history.jsonl.gz"));
         let header = history.lines().next().unwrap_or_default();
         if round == "first" {
             assert_eq!(header, r#"{"initial":5}"#);
@@ -222,9 +238,17 @@ fn faults_do_not_break_consistency() {
         out.stdout,
         out.stderr
     );
-    assert!(count(&out.stdout, "injected") >= 3, "{}", out.stdout);
+    let injected = count(&out.stdout, "injected");
+    assert!(injected >= 3, "{}", out.stdout);
     assert!(count(&out.stdout, "ok,") > 100, "{}", out.stdout);
     assert!(out.stdout.contains("verdict     OK"), "{}", out.stdout);
+    // The timeline shades every fault on both plots, and has them for the lanes.
+    let html = std::fs::read_to_string(out_dir.join("timeline.html")).unwrap();
+    assert_eq!(
+        html.matches("<rect class=\"fault\"").count() as u64,
+        2 * injected
+    );
+    assert_eq!(html.matches("\"kind\":\"").count() as u64, injected);
 }
 
 const BAD: &str = r#"{"client":1,"server":7001,"op":"write","value":5,"invoke_ns":0,"return_ns":10,"outcome":"ok"}

@@ -12,11 +12,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::io::{BufRead, BufReader, Write};
+
 use anyhow::Context;
 use clap::Args;
-use ditto_check::timeline::{Highlight, render_html};
+use ditto_check::timeline::{self, Highlight};
 use ditto_check::{History, OpKind, Outcome, Recorder, linearizable, seqcst};
 use ditto_server::{Client, Conclusion};
+use flate2::Compression;
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
 use tokio::time::Instant;
 
 use crate::check::nemesis::{FaultEvent, FaultKind, Links, Nemesis};
@@ -41,7 +46,8 @@ pub const EXIT_ERROR: u8 = 4;
     operation succeeded, so nothing was tested), 4 if the check could not run."
 )]
 pub struct CheckArgs {
-    /// Check a recorded history file (JSON lines) instead of running anything.
+    /// Check a recorded history file (JSON lines, gzip-compressed or not) instead of running
+    /// anything; the timeline goes beside it.
     #[arg(long, value_name = "FILE")]
     history: Option<PathBuf>,
     /// Port of the primary of a running cluster to check; without it, ditto check starts a
@@ -82,7 +88,7 @@ pub struct CheckArgs {
     /// Mean seconds a fault lasts.
     #[arg(long, default_value_t = 0.8, value_parser = super::seconds)]
     fault_duration: f64,
-    /// Directory for history.jsonl and timeline.html.
+    /// Directory for history.jsonl.gz and timeline.html.
     #[arg(long, default_value = "ditto-check-report")]
     out: PathBuf,
     /// Log level of the servers ditto check starts (their logs go to stderr).
@@ -117,11 +123,8 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
 
 async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if let Some(file) = &args.history {
-        let reader = std::io::BufReader::new(
-            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
-        );
-        let history = History::from_jsonl(reader)?;
-        let out = file.with_extension("html");
+        let history = read_history(file)?;
+        let out = file.with_extension("").with_extension("html");
         return report(&history, args.primary, &[], &out, None);
     }
     if args.primary.is_some() && !args.nemesis.is_empty() {
@@ -162,10 +165,8 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let history = recorder.history().with_initial(initial);
-    let path = args.out.join("history.jsonl");
-    let file =
-        std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
-    history.write_jsonl(std::io::BufWriter::new(file))?;
+    let path = args.out.join("history.jsonl.gz");
+    write_history(&history, &path).with_context(|| format!("cannot write {}", path.display()))?;
     println!(
         "ditto check: {} operations recorded in {:.1} s, history in {}",
         history.len(),
@@ -193,6 +194,33 @@ fn specs(servers: &[u16], per_server: u16, dial: impl Fn(u16) -> u16) -> Vec<Cli
         }
     }
     clients
+}
+
+/// Writes the history as gzip-compressed JSON lines (`zcat` reads them): a long run's history
+/// is over a hundred bytes an operation as text, and about fifteen compressed.
+fn write_history(history: &History, path: &Path) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path)?;
+    let mut gz = GzEncoder::new(std::io::BufWriter::new(file), Compression::default());
+    history.write_jsonl(&mut gz)?;
+    gz.finish()?.flush()?;
+    Ok(())
+}
+
+/// Reads a history file, gzip-compressed (as `ditto check` writes them) or plain.
+fn read_history(path: &Path) -> anyhow::Result<History> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut reader = BufReader::new(file);
+    let gzipped = reader
+        .fill_buf()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .starts_with(&[0x1f, 0x8b]);
+    let history = if gzipped {
+        History::from_jsonl(BufReader::new(MultiGzDecoder::new(reader)))
+    } else {
+        History::from_jsonl(reader)
+    };
+    history.with_context(|| format!("cannot read the history {}", path.display()))
 }
 
 /// The register's value at the primary before the workload starts: the history's initial value.
@@ -314,7 +342,7 @@ fn report(
     history: &History,
     primary: Option<u16>,
     faults: &[FaultEvent],
-    timeline: &Path,
+    page_path: &Path,
     converged: Option<Result<String, String>>,
 ) -> anyhow::Result<ExitCode> {
     let count = |o: Outcome| history.ops.iter().filter(|op| op.outcome == o).count();
@@ -352,6 +380,7 @@ fn report(
         reasons.push("not sequentially consistent".to_owned());
     }
     let mut highlight = Highlight::from(&sc);
+    let mut verdicts = vec![sc.to_string()];
     if let Some(primary) = primary {
         let started = std::time::Instant::now();
         let lin = linearizable::check(
@@ -365,6 +394,7 @@ fn report(
             "  linearizability (all writes, reads at the primary :{primary}) ({:.1} ms): {lin}",
             ms(started.elapsed())
         );
+        verdicts.push(format!("at the primary :{primary}, {lin}"));
         match &lin {
             linearizable::Verdict::Ok(_) => {}
             linearizable::Verdict::Violation(_) => {
@@ -381,9 +411,13 @@ fn report(
         }
     }
     match converged {
-        Some(Ok(text)) => println!("  convergence: {text}"),
+        Some(Ok(text)) => {
+            println!("  convergence: {text}");
+            verdicts.push(format!("convergence: {text}"));
+        }
         Some(Err(text)) => {
             println!("  convergence: FAILED: {text}");
+            verdicts.push(format!("convergence FAILED: {text}"));
             finding = Finding::Violation;
             reasons.push("the replicas did not converge".to_owned());
         }
@@ -394,9 +428,15 @@ fn report(
         Finding::Undecided => "ditto check: undecided",
         Finding::Ok => "ditto check: consistent",
     };
-    std::fs::write(timeline, render_html(history, &highlight, title))
-        .with_context(|| format!("cannot write {}", timeline.display()))?;
-    println!("  timeline    {}", timeline.display());
+    // The page states every verdict, and outlines the operations of the one it explains.
+    highlight.violation = finding == Finding::Violation;
+    highlight.undecided = finding == Finding::Undecided;
+    highlight.explanation = verdicts.join("\n");
+    let shaded: Vec<timeline::Fault> = faults.iter().map(shade).collect();
+    let page = timeline::render_html_with_faults(history, &highlight, title, &shaded);
+    std::fs::write(page_path, page)
+        .with_context(|| format!("cannot write {}", page_path.display()))?;
+    println!("  timeline    {}", page_path.display());
     let (word, code) = match finding {
         Finding::Violation => ("VIOLATION", EXIT_VIOLATION),
         Finding::Undecided => ("UNDECIDED", EXIT_UNDECIDED),
@@ -408,6 +448,27 @@ fn report(
         println!("  verdict     {word}: {}", reasons.join("; "));
     }
     Ok(ExitCode::from(code))
+}
+
+/// A fault as the timeline shades it: the servers it hit are the ports its description names
+/// (`pause :7001 (SIGSTOP), resume`, `partition backup :7002 <-> primary`).
+fn shade(fault: &FaultEvent) -> timeline::Fault {
+    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let servers = fault
+        .what
+        .split(':')
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect();
+    timeline::Fault {
+        start_ns: ns(fault.at),
+        end_ns: ns(fault.at + fault.lasted),
+        what: fault.what.clone(),
+        servers,
+    }
 }
 
 fn ms(d: Duration) -> f64 {
