@@ -50,6 +50,10 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Run a workload (with faults, if asked), record its history and check its consistency.
     Check(cmd::check::CheckArgs),
+    /// Show what a server says of itself and its group: role, view, commit point, members, lag.
+    Status(cmd::status::StatusArgs),
+    /// Hand the primary role over to a backup without losing anything (a switchover).
+    Failover(cmd::status::FailoverArgs),
     /// Print this message or the help of the given subcommand(s).
     Help(HelpArgs),
 }
@@ -96,6 +100,8 @@ fn main() -> ExitCode {
             Command::Up(args) => cmd::up::run(args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::Check(args) => cmd::check::run(args).await,
+            Command::Status(args) => cmd::status::status(args).await,
+            Command::Failover(args) => cmd::status::failover(args).await,
             Command::Help(_) => unreachable!("help is printed before the runtime starts"),
         }
     });

@@ -908,3 +908,148 @@ fn concurrent_clients_converge_and_read_their_own_writes() {
         assert_eq!(read(b), v);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Failover
+// ---------------------------------------------------------------------------------------------
+
+/// The port of the server that says it is the primary, among `ports`.
+fn current_primary(ports: &[u16]) -> Option<u16> {
+    ports
+        .iter()
+        .copied()
+        .find(|&p| status(p).is_some_and(|s| field(&s, "role") == Some("primary")))
+}
+
+/// Writes `v` through `port`, retrying until it is acknowledged (a write sent while there is no
+/// primary is refused or its outcome unknown; the same value again is harmless here).
+fn write_until_acked(port: u16, v: i64) -> Duration {
+    let started = std::time::Instant::now();
+    wait_until(
+        &format!("WRITE:{v} through :{port} is acknowledged"),
+        3 * TIMEOUT,
+        || Conn::try_connect(port).is_ok_and(|mut c| c.request(&format!("WRITE:{v}")) == "ACK"),
+    );
+    started.elapsed()
+}
+
+#[test]
+fn a_killed_primary_is_replaced_and_nothing_acknowledged_is_lost() {
+    let mut cluster = start_cluster(2);
+    let p = cluster.primary_port();
+    let backups = cluster.backup_ports();
+    for v in 1..=30 {
+        write(backups[(v % 2) as usize], v);
+    }
+    cluster.primary.kill();
+    let killed = std::time::Instant::now();
+    // A write sent to a live server keeps working: the backup forwards it to the new primary.
+    write_until_acked(backups[0], 31);
+    let took = killed.elapsed();
+    let new = current_primary(&backups).expect("a backup took over");
+    assert!(
+        took < Duration::from_secs(3) + Duration::from_millis(500),
+        "took {took:?}"
+    );
+    for &b in &backups {
+        wait_until(&format!(":{b} reads 31"), TIMEOUT, || {
+            Conn::try_connect(b).is_ok_and(|mut c| c.request("READ") == "VALUE:31")
+        });
+    }
+    // The old primary, restarted on its port, rejoins as a backup: it never rolls the group back.
+    let mut old = Server::primary_unchecked(p);
+    wait_until("the old primary rejoins as a backup", TIMEOUT, || {
+        old.assert_running();
+        status(p).is_some_and(|s| {
+            field(&s, "role") == Some("backup") && field(&s, "value") == Some("31")
+        })
+    });
+    assert_eq!(current_primary(&[p, backups[0], backups[1]]), Some(new));
+    assert!(!old.log().contains("founding"), "{}", old.log());
+    write(p, 32);
+    for port in [p, backups[0], backups[1]] {
+        wait_until(&format!(":{port} reads 32"), TIMEOUT, || read(port) == 32);
+    }
+}
+
+#[test]
+fn a_frozen_primary_is_replaced_and_steps_down_when_it_wakes() {
+    let cluster = start_cluster(2);
+    let p = cluster.primary_port();
+    let backups = cluster.backup_ports();
+    write(p, 7);
+    cluster.primary.signal(nix::sys::signal::Signal::SIGSTOP);
+    write_until_acked(backups[1], 8);
+    let new = current_primary(&backups).expect("a backup took over");
+    cluster.primary.signal(nix::sys::signal::Signal::SIGCONT);
+    // Woken, the old primary learns of the newer view and follows it; it acknowledged nothing
+    // while frozen, and now serves the new value.
+    wait_until("the old primary follows the new one", TIMEOUT, || {
+        status(p).is_some_and(|s| {
+            field(&s, "role") == Some("backup")
+                && field(&s, "primary").is_some_and(|x| x.ends_with(&format!(":{new}")))
+        })
+    });
+    wait_until(":p reads 8", TIMEOUT, || read(p) == 8);
+}
+
+#[test]
+fn status_and_failover_commands() {
+    let cluster = start_cluster(2);
+    let p = cluster.primary_port();
+    write(p, 5);
+    let out = run(&["status", &p.to_string()], b"", TIMEOUT);
+    assert!(out.success(), "{out:?}");
+    assert!(out.stdout.contains("primary  view 1"), "{}", out.stdout);
+    assert_eq!(
+        out.stdout.matches(":ditto").count() + out.stdout.matches(" ditto ").count(),
+        3,
+        "{}",
+        out.stdout
+    );
+    let out = run(
+        &["status", &format!("127.0.0.1:{p}"), "--json"],
+        b"",
+        TIMEOUT,
+    );
+    let json: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("JSON");
+    assert_eq!(json["role"], "primary", "{json}");
+    assert_eq!(json["value"], 5, "{json}");
+    assert_eq!(json["members"].as_array().map(Vec::len), Some(3), "{json}");
+    assert!(
+        json["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["lag"] == 0),
+        "{json}"
+    );
+
+    // A switchover through a backup's address: its primary hands over; nothing is lost.
+    let to = cluster.backup_ports()[1];
+    let out = run(
+        &[
+            "failover",
+            &cluster.backup_ports()[0].to_string(),
+            "--to",
+            &to.to_string(),
+        ],
+        b"",
+        3 * TIMEOUT,
+    );
+    assert!(out.success(), "{out:?}");
+    assert!(
+        out.stdout
+            .contains(&format!(":{to} is the primary of view 2")),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(read(to), 5);
+    write(p, 6);
+    assert_eq!(read(to), 6);
+
+    let out = run(&["status", "9"], b"", TIMEOUT);
+    assert!(!out.success() && out.stderr.lines().count() == 1, "{out:?}");
+    let out = run(&["failover", "127.0.0.1:0"], b"", TIMEOUT);
+    assert!(!out.success(), "{out:?}");
+}

@@ -27,6 +27,10 @@ pub enum ClientError {
     Connect { port: u16, cause: io::Error },
     #[error("no connection to port {port} within {timeout:?}")]
     ConnectTimeout { port: u16, timeout: Duration },
+    #[error("cannot connect to {addr}: {cause}")]
+    ConnectAddr { addr: String, cause: io::Error },
+    #[error("no connection to {addr} within {timeout:?}")]
+    ConnectAddrTimeout { addr: String, timeout: Duration },
     #[error("no reply within {0:?}")]
     Timeout(Duration),
     #[error("the server closed the connection")]
@@ -55,6 +59,26 @@ impl Client<TcpStream> {
             .await
             .map_err(|_| ClientError::ConnectTimeout { port, timeout })?
             .map_err(|cause| ClientError::Connect { port, cause })?;
+        stream.set_nodelay(true)?;
+        Ok(Client::new(stream, timeout))
+    }
+}
+
+impl Client<TcpStream> {
+    /// Connects to the server at `addr` (`host:port`, the host resolved by the system);
+    /// `timeout` bounds the connect and every reply.
+    pub async fn connect_addr(
+        addr: &ditto_core::Addr,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let name = addr.to_string();
+        let stream = tokio::time::timeout(timeout, TcpStream::connect((addr.host(), addr.port())))
+            .await
+            .map_err(|_| ClientError::ConnectAddrTimeout {
+                addr: name.clone(),
+                timeout,
+            })?
+            .map_err(|cause| ClientError::ConnectAddr { addr: name, cause })?;
         stream.set_nodelay(true)?;
         Ok(Client::new(stream, timeout))
     }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod check;
 pub mod client;
 pub mod serve;
+pub mod status;
 pub mod up;
 
 /// Parses a number of seconds: positive, finite, at most a day. Every duration on the command
@@ -31,4 +32,9 @@ pub fn port(s: &str) -> Result<u16, String> {
         Ok(p) if p != 0 => Ok(p),
         _ => Err(format!("'{s}' is not a port (expected 1-65535)")),
     }
+}
+
+/// Parses `PORT` (on 127.0.0.1) or `HOST:PORT`.
+pub fn addr(s: &str) -> Result<ditto_core::Addr, String> {
+    ditto_core::Addr::parse_or_port(s).map_err(|e| format!("'{s}': {e}"))
 }

@@ -54,15 +54,10 @@ pub struct BackupArgs {
     backup_port: u16,
     /// The primary to join: its port on this computer, or HOST:PORT (any member will do: a
     /// backup redirects to its primary).
-    #[arg(value_parser = addr, value_name = "PRIMARY_PORT")]
+    #[arg(value_parser = super::addr, value_name = "PRIMARY_PORT")]
     primary: Addr,
     #[command(flatten)]
     net: NetArgs,
-}
-
-/// Parses `PORT` (on 127.0.0.1) or `HOST:PORT`.
-fn addr(s: &str) -> Result<Addr, String> {
-    Addr::parse_or_port(s).map_err(|e| format!("'{s}': {e}"))
 }
 
 async fn bind(net: &TokioNet, port: u16) -> anyhow::Result<tokio::net::TcpListener> {

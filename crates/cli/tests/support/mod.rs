@@ -486,6 +486,11 @@ impl Server {
         s
     }
 
+    /// Starts `ditto primary PORT` without waiting for it to answer.
+    pub fn primary_unchecked(port: u16) -> Server {
+        Server::spawn("primary", port, &["primary".into(), port.to_string()])
+    }
+
     /// Starts a backup on `port` for the primary on `primary` (without waiting for it).
     pub fn backup(port: u16, primary: u16) -> Server {
         Server::spawn(
@@ -526,6 +531,12 @@ impl Server {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Sends the process `signal` (SIGSTOP to freeze it, SIGCONT to let it go on).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal the server");
     }
 
     /// The process's `STATUS` line; panics if it does not answer.
