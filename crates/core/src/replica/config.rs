@@ -29,7 +29,7 @@ pub enum Kind {
 }
 
 /// One replica a configuration lists.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Member {
     pub addr: Addr,
     pub kind: Kind,
@@ -38,7 +38,7 @@ pub struct Member {
 }
 
 /// The members and active set in force from the log entry that carries them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Config {
     pub members: BTreeMap<ReplicaId, Member>,
     /// The id the next new address gets.

@@ -37,7 +37,7 @@ pub struct Tag {
 }
 
 /// What an entry does.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Payload {
     /// A client's write, tagged when the client asked for at-most-once.
     Write { op: Op, tag: Option<Tag> },
@@ -46,7 +46,7 @@ pub enum Payload {
 }
 
 /// One log entry.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Entry {
     pub view: View,
     pub payload: Payload,
@@ -57,7 +57,7 @@ pub struct Entry {
 pub const CLIENT_TABLE_SIZE: usize = 100_000;
 
 /// The replicated state machine: the register and the client table.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct State {
     pub register: Register,
     /// Per client: the number of its latest applied write and the index it was applied at.
@@ -101,7 +101,7 @@ impl State {
 
 /// Everything a replica needs to continue from an applied point: what a learner or a backup of
 /// a new view installs before the entries that follow it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The last entry folded into `state`.
     pub pos: Pos,

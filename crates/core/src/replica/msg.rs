@@ -23,7 +23,7 @@ pub struct Hello {
 }
 
 /// The answer to a forwarded write.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Forwarded {
     /// Committed as entry `index` of `view`.
     Committed { view: View, index: Index },
@@ -32,7 +32,7 @@ pub enum Forwarded {
 }
 
 /// A message between replicas.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Msg {
     /// Primary to a backup or learner: install this, then expect entries from `pos + 1`.
     Snapshot {
