@@ -1714,10 +1714,25 @@ impl Replica {
         !self.log.config().elects() || self.heard_quorum_within(self.cfg.timeouts.primary_lease)
     }
 
+    /// Whether a configuration change may be proposed now: this replica leads, this view's
+    /// first entry is committed, and no other change is in flight (one at a time, Raft §4.1).
+    fn may_reconfigure(&self) -> bool {
+        self.is_primary()
+            && self.commit >= self.view_start
+            && self.log.pending_configs().next().is_none()
+    }
+
+    /// Appends configuration `next` (said so in the log) and commits what it allows.
+    fn reconfigure(&mut self, next: Config, level: LogLevel, why: String) {
+        self.log(level, why);
+        self.append(Payload::Config(next));
+        self.advance_commit();
+    }
+
     /// Proposes removing from the active set a backup silent for `backup_remove`, if no other
     /// change is in flight, this view's first entry is committed, and a quorum stays active.
     fn remove_silent(&mut self) {
-        if self.commit < self.view_start || self.log.pending_configs().next().is_some() {
+        if !self.may_reconfigure() {
             return;
         }
         let config = self.log.config().clone();
@@ -1737,18 +1752,16 @@ impl Replica {
         if !next.active_has_quorum() {
             return;
         }
-        let addr = m.addr.clone();
-        self.log(
-            LogLevel::Warn,
-            format!("{addr} has not answered for {limit} ms; writes stop waiting for it once a majority accepts"),
+        let why = format!(
+            "{} has not answered for {limit} ms; writes stop waiting for it once a majority accepts",
+            m.addr
         );
-        self.append(Payload::Config(next));
-        self.advance_commit();
+        self.reconfigure(next, LogLevel::Warn, why);
     }
 
     /// Proposes adding to the active set a learner that holds every entry.
     fn promote_learners(&mut self) {
-        if self.commit < self.view_start || self.log.pending_configs().next().is_some() {
+        if !self.may_reconfigure() {
             return;
         }
         let config = self.log.config();
@@ -1759,14 +1772,9 @@ impl Replica {
         let Some((addr, _)) = ready else {
             return;
         };
-        let addr = addr.clone();
-        let next = config.activated(&addr, Kind::Ditto);
-        self.log(
-            LogLevel::Info,
-            format!("{addr} caught up; adding it to the active set"),
-        );
-        self.append(Payload::Config(next));
-        self.advance_commit();
+        let next = config.activated(addr, Kind::Ditto);
+        let why = format!("{addr} caught up; adding it to the active set");
+        self.reconfigure(next, LogLevel::Info, why);
     }
 
     /// Contacts the members that may have restarted and forgotten their group, which wait to
@@ -1877,19 +1885,12 @@ impl Replica {
         link.held = link.held.max(index);
         let config = self.log.config();
         let active = config.id_of(addr).is_some_and(|id| config.is_active(id));
-        if !active
-            && index >= self.log.last().index
-            && self.commit >= self.view_start
-            && self.log.pending_configs().next().is_none()
-        {
+        if !active && index >= self.log.last().index && self.may_reconfigure() {
             let next = config.activated(addr, Kind::Seed);
-            self.log(
-                LogLevel::Info,
-                format!(
-                    "seed-only backup {addr} holds the current value; adding it to the active set"
-                ),
+            let why = format!(
+                "seed-only backup {addr} holds the current value; adding it to the active set"
             );
-            self.append(Payload::Config(next));
+            return self.reconfigure(next, LogLevel::Info, why);
         }
         self.advance_commit();
     }
@@ -1897,7 +1898,7 @@ impl Replica {
     /// A seed-only backup at `addr` did not answer a push in time: writes must stop waiting
     /// for it (through a configuration a majority accepts, like any silent backup).
     pub fn seed_failed(&mut self, addr: &Addr, why: &str) {
-        if !self.is_primary() || self.log.pending_configs().next().is_some() {
+        if !self.may_reconfigure() {
             return;
         }
         let config = self.log.config().clone();
@@ -1908,13 +1909,11 @@ impl Replica {
         if !next.active_has_quorum() {
             return;
         }
-        self.log(
-            LogLevel::Warn,
-            format!("seed-only backup {addr} {why}; writes stop waiting for it, and it is pushed the current value until it answers again"),
-        );
         self.links.remove(addr);
-        self.append(Payload::Config(next));
-        self.advance_commit();
+        let why = format!(
+            "seed-only backup {addr} {why}; writes stop waiting for it, and it is pushed the current value until it answers again"
+        );
+        self.reconfigure(next, LogLevel::Warn, why);
     }
 
     /// The seed-only backups of the configuration: address, whether active.
