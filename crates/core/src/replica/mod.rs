@@ -26,8 +26,9 @@ use log::{Entry, Index, Log, Payload, Pos, Snapshot, State, Tag, View};
 use msg::{Forwarded, Msg};
 use timers::{Timer, Timers};
 
-/// The most entries one `Entries` message carries.
-pub const MAX_BATCH: usize = 1024;
+/// The most entries one `Entries` message carries. A message is one line, which must stay
+/// below the line limit (`wire::MAX_LINE`): an entry's JSON is at most about 150 bytes.
+pub const MAX_BATCH: usize = 256;
 
 /// Every timeout and interval of a replica, in milliseconds. See `docs/replication.md` for why
 /// each default is what it is and how they relate.
@@ -2032,5 +2033,74 @@ impl Replica {
 
     fn log(&mut self, level: LogLevel, message: String) {
         self.out.push_back(Effect::Log { level, message });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replica::log::Tag;
+    use crate::wire::MAX_LINE;
+
+    /// The largest entry there is: every number at its widest.
+    fn widest_entry() -> Entry {
+        Entry {
+            view: u64::MAX,
+            payload: Payload::Write {
+                op: Op::Set(i64::MIN),
+                tag: Some(Tag {
+                    client: u64::MAX,
+                    number: u64::MAX,
+                }),
+            },
+        }
+    }
+
+    #[test]
+    fn a_full_batch_of_the_widest_entries_fits_in_a_line() {
+        let msg = Msg::Entries {
+            view: u64::MAX,
+            first: u64::MAX,
+            entries: vec![widest_entry(); MAX_BATCH],
+            commit: u64::MAX,
+            lease: true,
+            sent: Millis(u64::MAX),
+        };
+        assert!(
+            msg.to_line().len() < MAX_LINE,
+            "{} bytes",
+            msg.to_line().len()
+        );
+    }
+
+    #[test]
+    fn a_snapshot_with_a_full_client_table_fits_in_a_line() {
+        let mut state = State::default();
+        for c in 0..log::CLIENT_TABLE_SIZE as u64 {
+            state.clients.insert(u64::MAX - c, (u64::MAX, u64::MAX));
+        }
+        let mut config = Config::founding(Addr::local(7000));
+        for p in 7001..7008 {
+            config = config.activated(&Addr::local(p), Kind::Ditto);
+        }
+        let msg = Msg::Snapshot {
+            view: u64::MAX,
+            group: u64::MAX,
+            snapshot: Snapshot {
+                pos: Pos {
+                    view: u64::MAX,
+                    index: u64::MAX,
+                },
+                state,
+                config,
+                config_index: u64::MAX,
+            },
+            commit: u64::MAX,
+        };
+        assert!(
+            msg.to_line().len() < MAX_LINE,
+            "{} bytes",
+            msg.to_line().len()
+        );
     }
 }
