@@ -415,3 +415,42 @@ fn random_faults_never_break_safety() {
     }
     assert!(ops > 0);
 }
+
+#[test]
+fn a_read_waiting_for_the_commit_point_ends_when_the_primary_goes_silent() {
+    use ditto_core::Op;
+    use ditto_core::replica::log::{Entry, Payload};
+    let mut c = three();
+    let (view, last, commit) = {
+        let b = c.node(7001);
+        (b.view(), b.last().index, b.commit())
+    };
+    // The primary sent one more entry but crashed before anyone heard it was committed.
+    let now = c.now;
+    let entry = Entry {
+        view,
+        payload: Payload::Write {
+            op: Op::Set(9),
+            tag: None,
+        },
+    };
+    let msg = Msg::Entries {
+        view,
+        first: last + 1,
+        entries: vec![entry],
+        commit,
+        lease: true,
+        sent: now,
+    };
+    c.node_mut(7001).on_msg(now, addr(7000), msg).unwrap();
+    c.crash(7000);
+    let barrier = c
+        .node(7001)
+        .read_barrier()
+        .expect("the backup holds an uncommitted entry");
+    assert!(!c.node(7001).barrier_passed(barrier));
+    // Within its lease the read waits; once the lease lapses it goes ahead, and is refused.
+    c.run_until(1_000, |c| c.node(7001).barrier_passed(barrier))
+        .expect("the read was held past the backup's lease");
+    assert!(c.node(7001).read().is_err());
+}

@@ -451,8 +451,15 @@ impl Replica {
     /// Whether a read waiting for `barrier` may go ahead: the commit point reached it, or the
     /// view changed (the entries it waited for may be gone; the read is answered from what is
     /// committed now, or refused).
+    ///
+    /// A read never waits longer than this backup's lease: a primary that stopped talking
+    /// (crashed between sending entries and their commit point) leaves the read to be answered
+    /// without a lease, that is refused, rather than held forever.
     pub fn barrier_passed(&self, barrier: (View, Index)) -> bool {
-        self.view != barrier.0 || self.status != Status::Normal || self.commit >= barrier.1
+        self.view != barrier.0
+            || self.status != Status::Normal
+            || self.commit >= barrier.1
+            || self.now >= self.lease_until
     }
 
     /// A client's write, `token` naming it in the [`Effect::WriteDone`] that ends it.
