@@ -385,15 +385,17 @@ impl SeedFollower {
     /// the next write.
     pub fn start(&mut self, conn: ConnId) -> Vec<Output> {
         self.read_conn = Some(conn);
+        self.request(conn, "READ".to_owned())
+    }
+
+    /// One request to the primary on a connection of its own, as the seed's peers expect.
+    fn request(&self, conn: ConnId, line: String) -> Vec<Output> {
         vec![
             Output::Connect {
                 conn,
                 addr: self.primary.clone(),
             },
-            Output::Send {
-                conn,
-                line: "READ".to_owned(),
-            },
+            Output::Send { conn, line },
         ]
     }
 
@@ -451,16 +453,7 @@ impl SeedFollower {
                 deadline: now.after(self.cfg.forward_timeout),
             },
         );
-        vec![
-            Output::Connect {
-                conn,
-                addr: self.primary.clone(),
-            },
-            Output::Send {
-                conn,
-                line: format!("UPDATE:{value}"),
-            },
-        ]
+        self.request(conn, format!("UPDATE:{value}"))
     }
 
     /// A reply on one of the follower's connections.
