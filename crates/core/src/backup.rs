@@ -415,11 +415,15 @@ impl Backup {
             Ok(Request::Read) if self.joined => {
                 return self
                     .sessions
-                    .read(conn, &|| wire::value_reply(value), &mut self.out);
+                    .read(conn, &|_| wire::value_reply(value), &mut self.out);
             }
             Ok(Request::Read) => {
                 wire::err_reply("not joined to the primary yet; try again shortly")
             }
+            Ok(Request::ReadLinearizable) => wire::err_reply(format!(
+                "not the primary; the primary is {}",
+                crate::addr::Addr::local(self.cfg.primary_port)
+            )),
             Ok(Request::Write(v) | Request::TaggedWrite { value: v, .. }) => {
                 return self.forward(conn, v);
             }
@@ -455,7 +459,7 @@ impl Backup {
         };
         let value = self.state.value();
         self.sessions
-            .reply(conn, reply, &|| wire::value_reply(value), &mut self.out);
+            .reply(conn, reply, &|_| wire::value_reply(value), &mut self.out);
     }
 
     /// Sends a client's write to the primary; the client's reply waits for the outcome.
@@ -498,7 +502,7 @@ impl Backup {
             client,
             token,
             reply,
-            &|| wire::value_reply(value),
+            &|_| wire::value_reply(value),
             &mut self.out,
         );
         if self.deferred.contains_key(&client) {
@@ -692,7 +696,7 @@ impl Machine for Backup {
             Input::LineTooLong { conn } => {
                 let value = self.state.value();
                 self.sessions
-                    .refuse_overlong(conn, &|| wire::value_reply(value), &mut self.out);
+                    .refuse_overlong(conn, &|_| wire::value_reply(value), &mut self.out);
             }
             Input::Closed { conn } => self.on_closed(conn),
             Input::Accepted { .. } => {}

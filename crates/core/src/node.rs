@@ -22,7 +22,7 @@ use crate::replica::log::{Index, Tag};
 use crate::replica::msg::{Hello, Msg};
 use crate::replica::{Effect, JoinAnswer, Replica, ReplicaConfig, Status, WriteOutcome};
 use crate::seed::{Pusher, SeedFollower, SeedTimeouts};
-use crate::session::Sessions;
+use crate::session::{ReadKind, Sessions};
 use crate::wire::{self, Request};
 
 /// Settings of a node.
@@ -254,6 +254,15 @@ impl Node {
         self.conns.entry(conn).or_insert(Conn::Client);
         let reply = match wire::parse_request(line) {
             Ok(Request::Read) => return self.read(conn),
+            Ok(Request::ReadLinearizable) => {
+                let Node {
+                    mode,
+                    sessions,
+                    out,
+                    ..
+                } = self;
+                return sessions.read_linearizable(conn, &|kind| read_reply(mode, kind), out);
+            }
             Ok(Request::Write(v)) => return self.write(conn, Op::Set(v), None),
             Ok(Request::TaggedWrite { value, tag }) => {
                 return self.write(conn, Op::Set(value), Some(tag));
@@ -295,7 +304,7 @@ impl Node {
             out,
             ..
         } = self;
-        sessions.reply(conn, line, &|| read_reply(mode), out);
+        sessions.reply(conn, line, &|kind| read_reply(mode, kind), out);
     }
 
     fn read(&mut self, conn: ConnId) {
@@ -311,7 +320,7 @@ impl Node {
             out,
             ..
         } = self;
-        sessions.read(conn, &|| read_reply(mode), out);
+        sessions.read(conn, &|kind| read_reply(mode, kind), out);
     }
 
     fn write(&mut self, conn: ConnId, op: Op, tag: Option<Tag>) {
@@ -374,7 +383,7 @@ impl Node {
             out,
             ..
         } = self;
-        sessions.resolve(conn, token, line, &|| read_reply(mode), out);
+        sessions.resolve(conn, token, line, &|kind| read_reply(mode, kind), out);
         if self.deferred.contains_key(&conn) {
             self.release_deferred(conn);
         }
@@ -547,7 +556,7 @@ impl Node {
                 out,
                 ..
             } = self;
-            sessions.release(conn, token, &|| read_reply(mode), out);
+            sessions.release(conn, token, &|kind| read_reply(mode, kind), out);
             if self.deferred.contains_key(&conn) {
                 self.release_deferred(conn);
             }
@@ -570,17 +579,32 @@ impl Node {
     }
 }
 
-/// The answer to a `READ` now.
-fn read_reply(mode: &Mode) -> String {
-    match mode {
-        Mode::Replica(r) => match r.read() {
+/// The answer to a `READ` (or a `READ:linearizable`) now.
+fn read_reply(mode: &Mode, kind: ReadKind) -> String {
+    match (mode, kind) {
+        (Mode::Replica(r), ReadKind::Linearizable) if !r.is_primary() => {
+            wire::err_reply(not_primary(r.primary()))
+        }
+        (Mode::Seed(_), ReadKind::Linearizable) => wire::err_reply(
+            "this server follows a seed-only primary, which serves no linearizable reads",
+        ),
+        (Mode::Replica(r), _) => match r.read() {
             Ok(v) => wire::value_reply(v),
             Err(why) => wire::err_reply(why),
         },
-        Mode::Seed(f) => match f.read() {
+        (Mode::Seed(f), ReadKind::Local) => match f.read() {
             Ok(v) => wire::value_reply(v),
             Err(why) => wire::err_reply(why),
         },
+    }
+}
+
+/// Why a request only the primary serves is refused here, with a hint of where the primary is
+/// (clients follow it: `...; the primary is <host:port>`).
+fn not_primary(primary: Option<&Addr>) -> String {
+    match primary {
+        Some(p) => format!("not the primary; the primary is {p}"),
+        None => "not the primary; no primary at the moment".to_owned(),
     }
 }
 
@@ -674,7 +698,7 @@ impl Machine for Node {
                         out,
                         ..
                     } = self;
-                    sessions.refuse_overlong(conn, &|| read_reply(mode), out);
+                    sessions.refuse_overlong(conn, &|kind| read_reply(mode, kind), out);
                 }
                 Some(_) => self.close(conn),
             },
@@ -769,5 +793,93 @@ mod tests {
         assert_eq!(ditto_fields("ACK"), None);
         assert_eq!(ditto_fields("JOINED"), None);
         assert_eq!(ditto_fields("ACK ditto=2 group=1 view=1"), None);
+    }
+
+    /// The lines the node sent on `conn` since the last call.
+    fn replies(node: &mut Node, conn: ConnId) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Some(out) = node.poll_output() {
+            if let Output::Send { conn: c, line } = out
+                && c == conn
+            {
+                lines.push(line);
+            }
+        }
+        lines
+    }
+
+    fn request(node: &mut Node, now: u64, conn: ConnId, line: &str) -> Vec<String> {
+        node.handle(
+            Millis(now),
+            Input::Line {
+                conn,
+                line: line.as_bytes(),
+            },
+        );
+        replies(node, conn)
+    }
+
+    /// A node that founded a group of its own: the primary, with a lease that never lapses.
+    fn lone_primary() -> (Node, u64) {
+        let cfg = NodeConfig::new(ReplicaConfig::new(Addr::local(7000), None, 9));
+        let mut node = Node::new(cfg, Millis(0));
+        let mut now = 0;
+        while node.replica().is_none_or(|r| !r.is_primary()) {
+            now += 50;
+            assert!(now < 10_000, "the node never became primary");
+            node.handle(Millis(now), Input::Tick);
+            while node.poll_output().is_some() {}
+        }
+        (node, now)
+    }
+
+    #[test]
+    fn a_linearizable_read_is_answered_by_the_primary() {
+        let (mut node, now) = lone_primary();
+        let c = ConnId::Inbound(1);
+        node.handle(
+            Millis(now),
+            Input::Accepted {
+                conn: c,
+                host: "127.0.0.1",
+            },
+        );
+        assert_eq!(request(&mut node, now, c, "WRITE:5"), ["ACK"]);
+        assert_eq!(request(&mut node, now, c, "READ:linearizable"), ["VALUE:5"]);
+        assert_eq!(request(&mut node, now, c, "read:LINEARIZABLE"), ["VALUE:5"]);
+        assert_eq!(request(&mut node, now, c, "READ"), ["VALUE:5"]);
+        assert_eq!(
+            request(&mut node, now, c, "READ:x"),
+            ["ERR:READ takes no argument, or READ:linearizable"]
+        );
+    }
+
+    #[test]
+    fn a_linearizable_read_elsewhere_is_refused_with_a_hint() {
+        // A backup that has not joined yet knows no primary; a READ there is refused too, but
+        // for another reason, and `READ:linearizable` names the primary's absence.
+        let cfg = NodeConfig::new(ReplicaConfig::new(
+            Addr::local(7001),
+            Some(Addr::local(7000)),
+            9,
+        ));
+        let mut node = Node::new(cfg, Millis(0));
+        while node.poll_output().is_some() {}
+        let c = ConnId::Inbound(1);
+        node.handle(
+            Millis(0),
+            Input::Accepted {
+                conn: c,
+                host: "127.0.0.1",
+            },
+        );
+        assert_eq!(
+            request(&mut node, 0, c, "READ:linearizable"),
+            ["ERR:not the primary; no primary at the moment"]
+        );
+        assert_eq!(
+            not_primary(Some(&Addr::local(7000))),
+            "not the primary; the primary is 127.0.0.1:7000"
+        );
     }
 }

@@ -226,7 +226,8 @@ impl Primary {
         let reply = match wire::parse_request(line) {
             // The value is taken now, not when the reply leaves: every earlier write of this
             // connection is already applied here, and a later one must not show through.
-            Ok(Request::Read) => wire::value_reply(value),
+            // The only primary there is: every read here is linearizable.
+            Ok(Request::Read | Request::ReadLinearizable) => wire::value_reply(value),
             Ok(Request::Write(v) | Request::Update(v) | Request::TaggedWrite { value: v, .. }) => {
                 return self.propose(conn, Op::Set(v), AckKind::Plain);
             }
@@ -254,7 +255,7 @@ impl Primary {
             Err(e) => wire::err_reply(e),
         };
         self.sessions
-            .reply(conn, reply, &|| wire::value_reply(value), &mut self.out);
+            .reply(conn, reply, &|_| wire::value_reply(value), &mut self.out);
     }
 
     /// Assigns the next sequence number to `op`, applies it, and queues the client's reply for
@@ -414,8 +415,13 @@ impl Primary {
                     AckKind::Plain => wire::ACK.to_owned(),
                     AckKind::Committed => wire::committed_reply(self.cfg.epoch, seq),
                 };
-                self.sessions
-                    .resolve(conn, seq, line, &|| wire::value_reply(value), &mut self.out);
+                self.sessions.resolve(
+                    conn,
+                    seq,
+                    line,
+                    &|_| wire::value_reply(value),
+                    &mut self.out,
+                );
             }
         }
         let keep_from = self
@@ -518,7 +524,7 @@ impl Machine for Primary {
                     let value = self.state.value();
                     self.sessions.refuse_overlong(
                         conn,
-                        &|| wire::value_reply(value),
+                        &|_| wire::value_reply(value),
                         &mut self.out,
                     );
                 }

@@ -16,8 +16,9 @@ use crate::wire;
 enum Slot {
     /// The reply is known.
     Done(String),
-    /// A `READ`, answered by the role's read function once it reaches the head of the queue.
-    Read,
+    /// A `READ` (or `READ:linearizable`), answered by the role's read function once it reaches
+    /// the head of the queue.
+    Read(ReadKind),
     /// Waiting for the role to [`Sessions::resolve`] token `id`.
     Pending(u64),
     /// A `READ` that may not be answered before the role [`Sessions::release`]s token `id`
@@ -27,8 +28,19 @@ enum Slot {
     Close,
 }
 
-/// How a queued `READ` is answered: the reply line for the replica's state at that moment.
-pub type Read<'a> = &'a dyn Fn() -> String;
+/// Which read a queued read is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReadKind {
+    /// `READ`: whatever the role may serve (at a backup, its own committed value).
+    Local,
+    /// `READ:linearizable`: only a primary under its lease answers with a value. The role
+    /// decides when the read reaches the head of its queue, since the node may have stopped
+    /// being the primary while earlier requests of the connection were pending.
+    Linearizable,
+}
+
+/// How a queued read is answered: the reply line for the replica's state at that moment.
+pub type Read<'a> = &'a dyn Fn(ReadKind) -> String;
 
 /// The reply queues of every client connection of a node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -52,7 +64,13 @@ impl Sessions {
     /// Queues a `READ`. It is answered by calling `read` (here, or in a later call that lets it
     /// through) when it reaches the head of its queue: that is when its value must be taken.
     pub fn read(&mut self, conn: ConnId, read: Read<'_>, out: &mut VecDeque<Output>) {
-        self.push(conn, Slot::Read, read, out);
+        self.push(conn, Slot::Read(ReadKind::Local), read, out);
+    }
+
+    /// Queues a `READ:linearizable`, answered like [`Sessions::read`] with
+    /// [`ReadKind::Linearizable`].
+    pub fn read_linearizable(&mut self, conn: ConnId, read: Read<'_>, out: &mut VecDeque<Output>) {
+        self.push(conn, Slot::Read(ReadKind::Linearizable), read, out);
     }
 
     /// Queues a request whose reply the role will give later through [`Sessions::resolve`].
@@ -78,7 +96,7 @@ impl Sessions {
             return;
         };
         if let Some(slot) = queue.iter_mut().find(|s| **s == Slot::Barrier(id)) {
-            *slot = Slot::Read;
+            *slot = Slot::Read(ReadKind::Local);
             self.drain(conn, read, out);
         }
     }
@@ -130,7 +148,7 @@ impl Sessions {
         self.queues.get(&conn).is_some_and(|q| {
             q.iter()
                 .take_while(|s| **s != Slot::Pending(id))
-                .any(|s| matches!(s, Slot::Read | Slot::Barrier(_)))
+                .any(|s| matches!(s, Slot::Read(_) | Slot::Barrier(_)))
         })
     }
 
@@ -151,10 +169,11 @@ impl Sessions {
         while let Some(slot) = queue.front() {
             match slot {
                 Slot::Pending(_) | Slot::Barrier(_) => return,
-                Slot::Done(_) | Slot::Read => {
+                Slot::Done(_) | Slot::Read(_) => {
                     let line = match queue.pop_front() {
                         Some(Slot::Done(line)) => line,
-                        _ => read(),
+                        Some(Slot::Read(kind)) => read(kind),
+                        _ => continue,
                     };
                     out.push_back(Output::Send { conn, line });
                 }
@@ -186,14 +205,32 @@ mod tests {
     }
 
     #[test]
+    fn a_queued_linearizable_read_is_judged_when_it_leaves() {
+        // Behind a pending write, the read is answered only once the write is resolved, by
+        // the role as it is then (it may no longer be the primary).
+        let c = ConnId::Inbound(1);
+        let (mut s, mut out) = (Sessions::default(), VecDeque::new());
+        let answer = |kind: ReadKind| match kind {
+            ReadKind::Local => wire::value_reply(1),
+            ReadKind::Linearizable => "ERR:not the primary".to_owned(),
+        };
+        s.pending(c, 10);
+        s.read_linearizable(c, &|_| wire::value_reply(0), &mut out);
+        s.read(c, &|_| wire::value_reply(0), &mut out);
+        assert!(out.is_empty());
+        s.resolve(c, 10, "ACK".into(), &answer, &mut out);
+        assert_eq!(sent(&mut out), ["ACK", "ERR:not the primary", "VALUE:1"]);
+    }
+
+    #[test]
     fn replies_leave_in_request_order() {
         let c = ConnId::Inbound(1);
         let (mut s, mut out) = (Sessions::default(), VecDeque::new());
         s.pending(c, 10);
-        s.read(c, &|| wire::value_reply(0), &mut out);
-        s.reply(c, "ERR:x".into(), &|| wire::value_reply(0), &mut out);
+        s.read(c, &|_| wire::value_reply(0), &mut out);
+        s.reply(c, "ERR:x".into(), &|_| wire::value_reply(0), &mut out);
         assert!(out.is_empty(), "nothing may overtake the pending write");
-        s.resolve(c, 10, "ACK".into(), &|| wire::value_reply(5), &mut out);
+        s.resolve(c, 10, "ACK".into(), &|_| wire::value_reply(5), &mut out);
         assert_eq!(sent(&mut out), ["ACK", "VALUE:5", "ERR:x"]);
         assert!(!s.is_busy(c));
     }
@@ -203,8 +240,8 @@ mod tests {
         let c = ConnId::Inbound(1);
         let (mut s, mut out) = (Sessions::default(), VecDeque::new());
         s.pending(c, 1);
-        s.read(c, &|| wire::value_reply(0), &mut out);
-        s.resolve(c, 1, "ACK".into(), &|| wire::value_reply(9), &mut out);
+        s.read(c, &|_| wire::value_reply(0), &mut out);
+        s.resolve(c, 1, "ACK".into(), &|_| wire::value_reply(9), &mut out);
         assert_eq!(sent(&mut out), ["ACK", "VALUE:9"]);
     }
 
@@ -213,10 +250,10 @@ mod tests {
         let c = ConnId::Inbound(1);
         let (mut s, mut out) = (Sessions::default(), VecDeque::new());
         s.read_after(c, 1);
-        s.reply(c, "ACK".into(), &|| wire::value_reply(0), &mut out);
+        s.reply(c, "ACK".into(), &|_| wire::value_reply(0), &mut out);
         assert!(out.is_empty(), "nothing overtakes the read");
         assert!(s.has_read_before(c, 99));
-        s.release(c, 1, &|| wire::value_reply(4), &mut out);
+        s.release(c, 1, &|_| wire::value_reply(4), &mut out);
         assert_eq!(sent(&mut out), ["VALUE:4", "ACK"]);
     }
 
@@ -225,16 +262,16 @@ mod tests {
         let c = ConnId::Inbound(1);
         let (mut s, mut out) = (Sessions::default(), VecDeque::new());
         s.pending(c, 1);
-        s.close(c, &|| wire::value_reply(0), &mut out);
-        s.resolve(c, 2, "ACK".into(), &|| wire::value_reply(0), &mut out);
+        s.close(c, &|_| wire::value_reply(0), &mut out);
+        s.resolve(c, 2, "ACK".into(), &|_| wire::value_reply(0), &mut out);
         assert!(out.is_empty());
-        s.resolve(c, 1, "ACK".into(), &|| wire::value_reply(0), &mut out);
+        s.resolve(c, 1, "ACK".into(), &|_| wire::value_reply(0), &mut out);
         assert_eq!(sent(&mut out), ["ACK", "<close>"]);
         s.resolve(
             ConnId::Inbound(7),
             1,
             "ACK".into(),
-            &|| wire::value_reply(0),
+            &|_| wire::value_reply(0),
             &mut out,
         );
         assert!(out.is_empty());

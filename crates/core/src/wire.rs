@@ -27,6 +27,11 @@ pub const MAX_BATCH: usize = 1024;
 pub enum Request {
     /// `READ`: reply with the replica's value.
     Read,
+    /// `READ:linearizable` (ditto): reply with the value only at a primary of a normal view that
+    /// holds its lease, so the value is linearizable; anyone else refuses with a hint of the
+    /// primary. A client that means to read at the primary may reach a node that has just
+    /// become a backup, which would answer `READ` locally (sequentially consistent only).
+    ReadLinearizable,
     /// `WRITE:v` from a client.
     Write(i64),
     /// `UPDATE:v`: from a backup to the primary (forwarded write), or from the primary to a backup.
@@ -95,6 +100,8 @@ pub enum ParseError {
     BadTag,
     #[error("bad address: expected host:port")]
     BadAddr,
+    #[error("READ takes no argument, or READ:linearizable")]
+    BadReadMode,
 }
 
 /// Splits `line` into its verb (upper-cased) and optional argument, both trimmed.
@@ -141,12 +148,13 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ParseError> {
         _ => Err(ParseError::MissingArgument(verb)),
     };
     match verb {
-        "READ" | "STATUS" => match arg {
-            None => Ok(if verb == "READ" {
-                Request::Read
-            } else {
-                Request::Status
-            }),
+        "READ" => match arg {
+            None => Ok(Request::Read),
+            Some(a) if a.eq_ignore_ascii_case("linearizable") => Ok(Request::ReadLinearizable),
+            Some(_) => Err(ParseError::BadReadMode),
+        },
+        "STATUS" => match arg {
+            None => Ok(Request::Status),
             Some(_) => Err(ParseError::UnexpectedArgument(verb)),
         },
         "WRITE" => {
@@ -316,6 +324,15 @@ mod tests {
         );
         assert_eq!(parse_request(b"WRITE:5:9"), Err(ParseError::BadTag));
         assert_eq!(parse_request(b"WRITE:5:x:1"), Err(ParseError::BadTag));
+        assert_eq!(
+            parse_request(b"READ:linearizable"),
+            Ok(Request::ReadLinearizable)
+        );
+        assert_eq!(
+            parse_request(b" read : Linearizable "),
+            Ok(Request::ReadLinearizable)
+        );
+        assert_eq!(parse_request(b"READ"), Ok(Request::Read));
         assert_eq!(parse_request(b"FAILOVER"), Ok(Request::Failover(None)));
         assert_eq!(
             parse_request(b"failover:127.0.0.1:7002"),
@@ -355,9 +372,12 @@ mod tests {
             parse_request(b"WRITE:9223372036854775808"),
             Err(ParseError::BadValue)
         );
+        assert_eq!(parse_request(b"READ:1"), Err(ParseError::BadReadMode));
+        assert_eq!(parse_request(b"READ:x"), Err(ParseError::BadReadMode));
+        assert_eq!(parse_request(b"READ:"), Err(ParseError::BadReadMode));
         assert_eq!(
-            parse_request(b"READ:1"),
-            Err(ParseError::UnexpectedArgument("READ"))
+            parse_request(b"STATUS:1"),
+            Err(ParseError::UnexpectedArgument("STATUS"))
         );
         assert_eq!(parse_request(b"JOIN:0"), Err(ParseError::BadPort));
         assert_eq!(parse_request(b"JOIN:65536"), Err(ParseError::BadPort));

@@ -189,6 +189,30 @@ fn a_retried_write_is_applied_once_across_a_failover() {
 }
 
 #[test]
+fn a_duplicate_forwarded_by_a_backup_gets_the_original_answer_and_changes_nothing() {
+    let mut c = three();
+    let tag = Some(Tag {
+        client: 7,
+        number: 3,
+    });
+    let first = c.write(7001, 20, tag);
+    c.run_until(1_000, |c| c.done.contains_key(&first)).unwrap();
+    assert_eq!(c.done[&first], WriteOutcome::Done);
+    assert_eq!(c.write_and_wait(7000, 21, 1_000), Some(WriteOutcome::Done));
+    // The same request again, through the other backup and at the primary: acknowledged as
+    // the first was, and 21 stays.
+    for at in [7002, 7000] {
+        let dup = c.write(at, 20, tag);
+        c.run_until(1_000, |c| c.done.contains_key(&dup)).unwrap();
+        assert_eq!(c.done[&dup], WriteOutcome::Done, "{}", c.dump());
+    }
+    c.run(300);
+    for port in [7000, 7001, 7002] {
+        assert_eq!(c.node(port).value(), 21, "at :{port}: {}", c.dump());
+    }
+}
+
+#[test]
 fn messages_of_an_older_view_or_from_strangers_are_refused() {
     let mut c = three();
     let view = c.node(7001).view();
