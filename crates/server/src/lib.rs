@@ -10,8 +10,10 @@ pub mod client;
 pub mod codec;
 mod conn;
 pub mod driver;
+pub mod group;
 pub mod net;
 
 pub use client::{Client, ClientError, Conclusion};
 pub use driver::{DriverConfig, run_backup, run_node, run_primary};
+pub use group::{GroupClient, GroupError, GroupOptions, Move, ReadPolicy};
 pub use net::{Listener, Net, TokioNet};
