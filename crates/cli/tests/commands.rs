@@ -2,7 +2,9 @@
 
 mod support;
 
+use std::io::Write;
 use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::*;
@@ -261,6 +263,133 @@ fn client_reconnects_after_an_overlong_line() {
     assert_eq!(out.stdout.lines().last(), Some("VALUE:4"), "{out:?}");
     assert!(out.stderr.contains("reconnected"), "it says so: {out:?}");
     assert_eq!(out.status.code(), Some(1), "the overlong line failed");
+}
+
+#[test]
+fn client_follows_the_group_when_its_server_dies() {
+    let mut cluster = start_cluster(2);
+    let p = cluster.primary_port();
+    let mut client = Interactive::spawn(&["client", &p.to_string()]);
+    let stdin = client.stdin.as_mut().expect("stdin");
+    stdin.write_all(b"write 1\n").unwrap();
+    client.wait_stdout("ACK");
+    // The primary dies between two writes: the second goes to a live member, tagged as the
+    // first was, and is acknowledged once the group has a new primary.
+    cluster.primary.kill();
+    client.finish_input(b"write 2\nread\n");
+    let out = client.wait(Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, "ACK\nACK\nVALUE:2\n", "{out:?}");
+    let note = format!("server :{p} is gone; now talking to :");
+    assert_eq!(
+        out.stderr.lines().filter(|l| l.contains(&note)).count(),
+        1,
+        "one line says where the client went: {out:?}"
+    );
+    let backups = cluster.backup_ports();
+    let new_primary = wait_for("a backup took over", TIMEOUT, || {
+        backups
+            .iter()
+            .copied()
+            .find(|&b| status(b).is_some_and(|s| field(&s, "role") == Some("primary")))
+    });
+    assert_eq!(
+        read(new_primary),
+        2,
+        "the second write went through the new primary"
+    );
+}
+
+#[test]
+fn a_retried_tagged_write_is_applied_once() {
+    let cluster = start_cluster(1);
+    let (p, b) = (cluster.primary_port(), cluster.backup_ports()[0]);
+    // Were the retry of WRITE:10:77:1 applied again, the value would go back to 10.
+    let input = "WRITE:10:77:1\nwrite 11\nWRITE:10:77:1\nread\n";
+    let out = run(&["client", &p.to_string()], input.as_bytes(), TIMEOUT);
+    assert_eq!(out.stdout, "ACK\nACK\nACK\nVALUE:11\n", "{out:?}");
+    assert!(out.success(), "{out:?}");
+    // The same through the backup, which forwards the retry to the primary.
+    let input = "WRITE:20:78:5\nwrite 21\nWRITE:20:78:5\nread\n";
+    let out = run(&["client", &b.to_string()], input.as_bytes(), TIMEOUT);
+    assert_eq!(out.stdout, "ACK\nACK\nACK\nVALUE:21\n", "{out:?}");
+    assert_eq!(read(p), 21);
+}
+
+/// A seed-only server: one thread per connection, `READ` and `WRITE:v` answered, any other
+/// line answered by closing the connection. Returns the lines each connection carried.
+fn seed_server() -> (u16, Arc<Mutex<Vec<Vec<String>>>>) {
+    let (listener, port) = listen();
+    let conns: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let value = Arc::new(Mutex::new(0i64));
+    let record = conns.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let (record, value) = (record.clone(), value.clone());
+            std::thread::spawn(move || {
+                let mut conn = Conn::from_stream(stream);
+                let slot = {
+                    let mut all = record.lock().unwrap();
+                    all.push(Vec::new());
+                    all.len() - 1
+                };
+                while let Got::Line(line) = conn.next_within(TIMEOUT) {
+                    record.lock().unwrap()[slot].push(line.clone());
+                    if line == "READ" {
+                        conn.send(&format!("VALUE:{}", value.lock().unwrap()));
+                    } else if let Some(v) = line.strip_prefix("WRITE:").and_then(|v| v.parse().ok())
+                    {
+                        *value.lock().unwrap() = v;
+                        conn.send("ACK");
+                    } else {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, conns)
+}
+
+#[test]
+fn a_seed_server_gets_only_seed_lines_from_the_client() {
+    let (port, conns) = seed_server();
+    let out = run(
+        &["client", &port.to_string()],
+        b"write 5\nwrite 6\nread\n",
+        TIMEOUT,
+    );
+    assert_eq!(out.stdout, "ACK\nACK\nVALUE:6\n", "{out:?}");
+    assert!(out.success(), "{out:?}");
+    let conns = conns.lock().unwrap().clone();
+    let sessions: Vec<&Vec<String>> = conns
+        .iter()
+        .filter(|c| c.first().is_some_and(|l| l != "STATUS"))
+        .collect();
+    assert_eq!(
+        sessions,
+        [&vec!["WRITE:5".to_owned(), "WRITE:6".into(), "READ".into()]],
+        "{conns:?}"
+    );
+    assert!(
+        conns
+            .iter()
+            .filter(|c| c.first().is_some_and(|l| l == "STATUS"))
+            .all(|c| c.len() == 1),
+        "the probe is alone on its connection: {conns:?}"
+    );
+}
+
+#[test]
+fn client_takes_a_host_and_port() {
+    let primary = Server::primary(free_port());
+    let addr = format!("localhost:{}", primary.port);
+    let out = ditto(&["client", &addr, "write", "7"]);
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout, "ACK\n");
+    let out = ditto(&["client", &format!("127.0.0.1:{}", primary.port), "read"]);
+    assert_eq!(out.stdout, "VALUE:7\n", "{out:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use ditto_core::wire;
-use ditto_server::{Client, ClientError};
+use ditto_core::Addr;
+use ditto_core::wire::{self, Request};
+use ditto_server::{ClientError, GroupClient, GroupError, GroupOptions, Move, ReadPolicy};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -28,9 +29,9 @@ Exit status:
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_STATUS)]
 pub struct ClientArgs {
-    /// Port of the server to talk to (127.0.0.1).
-    #[arg(value_parser = super::port)]
-    port: u16,
+    /// The server to talk to: a port (on 127.0.0.1) or HOST:PORT.
+    #[arg(value_parser = super::addr, value_name = "SERVER")]
+    server: Addr,
     /// A command to send and exit, e.g. `READ`, `WRITE:5` or `write 5`. Without one, commands
     /// are read from the prompt, or line by line from standard input when it is not a terminal.
     command: Vec<String>,
@@ -95,59 +96,91 @@ pub fn interpret(line: &str) -> Result<Typed, String> {
     }
 }
 
-/// A connection to one server that reconnects on the next command after a failure.
+/// The client's session: a [`GroupClient`] that starts at the server named and sticks to it,
+/// tags its writes when the server speaks ditto, and moves to a live member of the group (the
+/// primary if there is one) when its server is gone, so that a write in flight is retried
+/// there, applied once. Other lines go to the session's server unchanged.
 #[derive(Debug)]
 pub struct Session {
-    pub port: u16,
-    timeout: Duration,
-    client: Option<Client>,
+    group: GroupClient,
 }
 
 impl Session {
+    /// A session with the server on 127.0.0.1:`port`.
     pub fn new(port: u16, timeout: Duration) -> Session {
+        Session::at(Addr::local(port), timeout)
+    }
+
+    /// A session with the server at `addr`. Nothing is sent until the first command.
+    pub fn at(addr: Addr, timeout: Duration) -> Session {
+        // A command waits as long for its answer in all, retries after a failover included,
+        // as for one reply.
+        let opts = GroupOptions::new(ReadPolicy::Sticky, timeout, timeout);
         Session {
-            port,
-            timeout,
-            client: None,
+            group: GroupClient::new(vec![addr], opts),
         }
     }
 
+    /// The server the session talks to now.
+    pub fn server(&self) -> &Addr {
+        self.group.server()
+    }
+
+    /// The server as messages name it: `port 7000` on this computer, else `host:port`.
+    pub fn name(&self) -> String {
+        name(self.server())
+    }
+
+    /// Sends a line unchanged and returns the reply.
     pub async fn request(&mut self, line: &str) -> Result<String, ClientError> {
-        let client = match &mut self.client {
-            Some(c) => c,
-            None => self
-                .client
-                .insert(Client::connect(self.port, self.timeout).await?),
-        };
-        let result = client.request(line).await;
-        if result.is_err() {
-            // The connection's state is unknown after a failure; start afresh next time.
-            self.client = None;
-        }
-        result
+        self.group.request(line).await
     }
 
     /// Replaces the connection with a new one to the same server. Without a connection (if
     /// that fails), the next request tries again.
     pub async fn reconnect(&mut self) -> Result<(), ClientError> {
-        self.client = None;
-        self.client = Some(Client::connect(self.port, self.timeout).await?);
-        Ok(())
+        self.group.reconnect().await
     }
 
     /// Talks to `port` from now on, if a connection to it can be made; otherwise nothing
     /// changes, and the session stays with its server.
     pub async fn connect(&mut self, port: u16) -> Result<(), ClientError> {
-        let client = Client::connect(port, self.timeout).await?;
-        self.port = port;
-        self.client = Some(client);
-        Ok(())
+        self.group.switch_to(Addr::local(port)).await
     }
+}
+
+/// A server as messages name it: `port 7000` on this computer, else `host:port`.
+fn name(addr: &Addr) -> String {
+    if addr.host() == ditto_core::addr::LOCALHOST {
+        format!("port {}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+/// A server in a short note: `:7000` on this computer, else `host:port`.
+fn short(addr: &Addr) -> String {
+    if addr.host() == ditto_core::addr::LOCALHOST {
+        format!(":{}", addr.port())
+    } else {
+        addr.to_string()
+    }
+}
+
+/// The one line that tells that the session moved.
+fn moved(m: &Move) -> String {
+    let why = if m.gone {
+        format!("server {} is gone", short(&m.from))
+    } else {
+        format!("server {} is not the primary", short(&m.from))
+    };
+    let role = if m.primary { ", the primary" } else { "" };
+    format!("{why}; now talking to {}{role}", short(&m.to))
 }
 
 pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs_f64(args.timeout);
-    let mut session = Session::new(args.port, timeout);
+    let mut session = Session::at(args.server, timeout);
     if !args.command.is_empty() {
         return Ok(one_shot(&mut session, &args.command.join(" ")).await);
     }
@@ -203,6 +236,34 @@ enum Step {
 async fn step(session: &mut Session, line: &str, mode: Mode) -> Step {
     match interpret(line) {
         Ok(Typed::Send(line)) => {
+            // Reads and writes go through the group client (a write tagged and retried after a
+            // failover); every other line is sent as it is.
+            let result = match wire::parse_request(line.as_bytes()) {
+                Ok(Request::Read) => Some(session.group.read().await),
+                Ok(Request::Write(v)) => Some(session.group.write(v).await),
+                _ => None,
+            };
+            if let Some(result) = result {
+                for m in session.group.take_moves() {
+                    mode.note(&moved(&m));
+                }
+                return match result {
+                    Ok(reply) | Err(GroupError::Refused { reply, .. }) => {
+                        mode.reply(&reply);
+                        Step::Done {
+                            ok: !wire::is_error_reply(reply.as_bytes()),
+                        }
+                    }
+                    Err(GroupError::Lost { server, error, .. }) => {
+                        mode.note(&describe(&server, &error));
+                        Step::Lost
+                    }
+                    Err(e @ GroupError::Busy) => {
+                        mode.note(&format!("error: {e}"));
+                        Step::Lost
+                    }
+                };
+            }
             let result = session.request(&line).await;
             if line.len() > wire::MAX_LINE {
                 return overlong(session, result, mode).await;
@@ -215,7 +276,7 @@ async fn step(session: &mut Session, line: &str, mode: Mode) -> Step {
                     }
                 }
                 Err(e) => {
-                    mode.note(&describe(session.port, &e));
+                    mode.note(&describe(session.server(), &e));
                     Step::Lost
                 }
             }
@@ -239,10 +300,10 @@ async fn step(session: &mut Session, line: &str, mode: Mode) -> Step {
                 Step::Done { ok: true }
             }
             Err(e) => {
-                let still = session.port;
+                let still = session.name();
                 mode.note(&format!(
-                    "{}; still talking to port {still}.",
-                    describe(port, &e)
+                    "{}; still talking to {still}.",
+                    describe(&Addr::local(port), &e)
                 ));
                 Step::Done { ok: false }
             }
@@ -268,13 +329,13 @@ async fn overlong(session: &mut Session, result: Result<String, ClientError>, mo
             !wire::is_error_reply(reply.as_bytes())
         }
         Err(e) => {
-            mode.note(&describe(session.port, &e));
+            mode.note(&describe(session.server(), &e));
             false
         }
     };
     let why = format!(
-        "port {} closes the connection after a line over {} bytes",
-        session.port,
+        "{} closes the connection after a line over {} bytes",
+        session.name(),
         wire::MAX_LINE
     );
     match session.reconnect().await {
@@ -287,10 +348,13 @@ async fn overlong(session: &mut Session, result: Result<String, ClientError>, mo
 }
 
 /// One line saying why a request got no reply, naming the server once.
-fn describe(port: u16, e: &ClientError) -> String {
+fn describe(server: &Addr, e: &ClientError) -> String {
     match e {
-        ClientError::Connect { .. } | ClientError::ConnectTimeout { .. } => format!("error: {e}"),
-        _ => format!("error: port {port}: {e}"),
+        ClientError::Connect { .. }
+        | ClientError::ConnectTimeout { .. }
+        | ClientError::ConnectAddr { .. }
+        | ClientError::ConnectAddrTimeout { .. } => format!("error: {e}"),
+        _ => format!("error: {}: {e}", name(server)),
     }
 }
 
@@ -364,12 +428,10 @@ fn prompt_blocking(
     if let Some(banner) = banner {
         println!("{banner}");
     }
-    println!(
-        "Connected to port {}. Type `help` for commands.",
-        session.port
-    );
+    println!("Connected to {}. Type `help` for commands.", session.name());
     loop {
-        let line = match editor.readline(&format!("ditto:{}> ", session.port)) {
+        let here = short(session.server());
+        let line = match editor.readline(&format!("ditto{here}> ")) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted | ReadlineError::Eof) => break,
             Err(e) => return Err(e.into()),
