@@ -293,6 +293,9 @@ pub struct GroupClient {
     number: u64,
     next_id: u64,
     inflight: VecDeque<Inflight>,
+    /// How many requests at the front of `inflight` were sent on the current connection (or
+    /// failed for good): the next to send is `inflight[sent]`.
+    sent: usize,
     moves: Vec<Move>,
     /// Failures since the last answer, for the backoff between retries.
     failures: u32,
@@ -319,6 +322,7 @@ impl GroupClient {
             number: 0,
             next_id: 0,
             inflight: VecDeque::new(),
+            sent: 0,
             moves: Vec::new(),
             failures: 0,
         }
@@ -362,7 +366,10 @@ impl GroupClient {
     /// Asks the group for its members and primary (and whether it is ditto) now, rather than
     /// at the first request that needs it. Returns whether any member answered.
     pub async fn learn(&mut self) -> bool {
-        self.ask_members().await
+        let answered = self.ask_members().await;
+        // The session's server was just asked: no need to ask again on this connection.
+        self.probed |= self.conn.is_some();
+        answered
     }
 
     /// Writes `v`: `ACK`, or a definite `ERR:` (a malformed request), or an error once the
@@ -424,7 +431,7 @@ impl GroupClient {
                 return Err(GroupError::Busy);
             };
             if let Some(err) = front.dead.take() {
-                self.inflight.pop_front();
+                self.pop_front();
                 return Err(err);
             }
             let deadline = front.deadline;
@@ -474,12 +481,12 @@ impl GroupClient {
         };
         if !retry {
             self.failures = 0;
-            let front = self.inflight.pop_front().expect("a front request");
+            let front = self.pop_front().expect("a front request");
             return Ok(Some((front.id, reply)));
         }
         let maybe_applied = front.maybe_applied;
         if Instant::now() >= deadline {
-            let front = self.inflight.pop_front().expect("a front request");
+            let front = self.pop_front().expect("a front request");
             self.drop_conn();
             return Err(GroupError::Refused {
                 server: self.server.clone(),
@@ -531,7 +538,7 @@ impl GroupClient {
         // A server that cannot be reached, with no group known to turn to: say so at once.
         let nobody_else = elsewhere && self.members.len() <= 1 && self.flavor != Flavor::Ditto;
         if Instant::now() >= deadline || (connect_failed && nobody_else) {
-            let front = self.inflight.pop_front().expect("a front request");
+            let front = self.pop_front().expect("a front request");
             return Err(GroupError::Lost {
                 server,
                 error,
@@ -599,24 +606,29 @@ impl GroupClient {
                 .await?;
             self.conn = Some(conn);
             self.probed = false;
-            for f in &mut self.inflight {
-                f.on_conn = false;
+            self.sent = 0;
+        }
+        if self.sent >= self.inflight.len() {
+            return Ok(());
+        }
+        if self.flavor == Flavor::Unknown && !self.probed {
+            let policy = self.opts.reads;
+            let needs_flavor = self.inflight.range(self.sent..).any(|f| {
+                f.line.is_none()
+                    && (matches!(f.req, Req::Write(_)) || policy == ReadPolicy::Primary)
+            });
+            if needs_flavor {
+                // The session's connection is made first: a seed server that serves one
+                // connection at a time then serves the session, and the probe goes unanswered.
+                self.probed = true;
+                self.probe_session().await;
             }
         }
-        let needs_flavor = self.inflight.iter().any(|f| {
-            !f.on_conn
-                && f.line.is_none()
-                && (matches!(f.req, Req::Write(_)) || self.opts.reads == ReadPolicy::Primary)
-        });
-        if needs_flavor && self.flavor == Flavor::Unknown && !self.probed {
-            // The session's connection is made first: a seed server that serves one
-            // connection at a time then serves the session, and the probe goes unanswered.
-            self.probed = true;
-            self.probe_session().await;
-        }
         let (flavor, policy, client) = (self.flavor, self.opts.reads, self.id);
-        for f in &mut self.inflight {
-            if f.on_conn || f.dead.is_some() {
+        while self.sent < self.inflight.len() {
+            let f = &mut self.inflight[self.sent];
+            if f.dead.is_some() {
+                self.sent += 1;
                 continue;
             }
             let line = match (&f.line, f.req) {
@@ -634,13 +646,21 @@ impl GroupClient {
             f.line = Some(line.clone());
             let conn = self.conn.as_mut().ok_or(ClientError::Closed)?;
             conn.send(&line).await?;
-            f.on_conn = true;
+            self.inflight[self.sent].on_conn = true;
+            self.sent += 1;
         }
         Ok(())
     }
 
+    /// Takes the front request off the queue.
+    fn pop_front(&mut self) -> Option<Inflight> {
+        self.sent = self.sent.saturating_sub(1);
+        self.inflight.pop_front()
+    }
+
     fn drop_conn(&mut self) {
         self.conn = None;
+        self.sent = 0;
         for f in &mut self.inflight {
             f.on_conn = false;
         }
