@@ -2,7 +2,9 @@
 //!
 //! Each connection keeps `--pipeline` requests in flight and replaces each one as its reply
 //! arrives; latency is measured per request from send to reply, into HdrHistograms merged at the
-//! end. Written values are unique, so a bench run can also feed a history checker.
+//! end. Written values are unique, so a bench run can also feed a history checker. Writes go
+//! through the group client: tagged for at-most-once, and retried at a live member of the group
+//! when the connection's server dies, so a bench survives a failover.
 
 use std::collections::VecDeque;
 use std::process::ExitCode;
@@ -11,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::Args;
-use ditto_core::wire;
-use ditto_server::Client;
+use ditto_core::{Addr, wire};
+use ditto_server::{GroupClient, GroupError, GroupOptions, ReadPolicy};
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
@@ -83,7 +85,13 @@ async fn connection(
     deadline: Instant,
 ) -> anyhow::Result<Tally> {
     let timeout = Duration::from_secs_f64(args.timeout);
-    let mut client = Client::connect(port, timeout).await?;
+    // Writes are tagged and, when the server dies, retried at a live member of its group;
+    // reads stay with the connection's server as long as it lives. The connection is kept,
+    // and the group is asked what it is once, here, not per request.
+    let opts = GroupOptions::new(ReadPolicy::Sticky, timeout, timeout);
+    let mut group = GroupClient::new(vec![Addr::local(port)], opts);
+    group.reconnect().await?;
+    group.learn().await;
     let mut tally = Tally::new();
     let mut rng = Rng::new(args.seed ^ (id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut in_flight: VecDeque<(Instant, bool)> = VecDeque::new();
@@ -91,20 +99,20 @@ async fn connection(
     loop {
         while in_flight.len() < args.pipeline as usize && may_issue(&args, &budget, deadline) {
             let write = rng.next_f64() < args.writes;
-            let line = if write {
+            let sent = Instant::now();
+            if write {
                 counter += 1;
-                format!("WRITE:{}", (id << 40) | counter)
+                group.submit_write(((id << 40) | counter) as i64).await;
             } else {
-                "READ".to_owned()
-            };
-            client.send(&line).await?;
-            in_flight.push_back((Instant::now(), write));
+                group.submit_read().await;
+            }
+            in_flight.push_back((sent, write));
         }
         let Some((sent, write)) = in_flight.pop_front() else {
             return Ok(tally);
         };
-        match client.recv().await {
-            Ok(reply) if !wire::is_error_reply(reply.as_bytes()) => {
+        match group.next_reply().await {
+            Ok((_, reply)) if !wire::is_error_reply(reply.as_bytes()) => {
                 let ns = sent.elapsed().as_nanos() as u64;
                 let h = if write {
                     &mut tally.writes
@@ -113,7 +121,7 @@ async fn connection(
                 };
                 h.saturating_record(ns.max(1_000));
             }
-            Ok(reply) => tally.error(reply),
+            Ok((_, reply)) | Err(GroupError::Refused { reply, .. }) => tally.error(reply),
             Err(e) => {
                 tally.error(e.to_string());
                 return Ok(tally);
