@@ -75,6 +75,14 @@ pub struct Op {
     pub return_ns: Option<u64>,
     /// What the client learned.
     pub outcome: Outcome,
+    /// A read the primary answered under its lease (`READ:linearizable`): linearizable, so
+    /// the linearizability check takes it with the writes. Absent (false) in older files.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub linearizable: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Op {
@@ -88,6 +96,7 @@ impl Op {
             invoke_ns,
             return_ns: Some(return_ns),
             outcome: Outcome::Ok,
+            linearizable: false,
         }
     }
 
@@ -101,6 +110,7 @@ impl Op {
             invoke_ns,
             return_ns: Some(return_ns),
             outcome: Outcome::Ok,
+            linearizable: false,
         }
     }
 
@@ -112,6 +122,12 @@ impl Op {
         if outcome != Outcome::Ok && self.kind == OpKind::Read {
             self.value = None;
         }
+        self
+    }
+
+    /// The same read, as one the primary answered under its lease.
+    pub fn linearizable(mut self) -> Self {
+        self.linearizable = true;
         self
     }
 

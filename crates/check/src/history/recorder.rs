@@ -100,6 +100,7 @@ impl Recorder {
             invoke_ns,
             return_ns: None,
             outcome: Outcome::Unknown,
+            linearizable: false,
         });
         Token {
             recorder: self.id,
@@ -130,6 +131,20 @@ impl Recorder {
             } else {
                 None
             };
+        }
+    }
+
+    /// Records a read that returned `value` from the primary under its lease (an answer to
+    /// `READ:linearizable`): the linearizability check takes it with the writes.
+    pub fn complete_linearizable_read(&self, token: Token, value: Value) {
+        let (index, ours) = (token.index, token.recorder == self.id);
+        self.complete(token, Outcome::Ok, Some(value));
+        if !ours {
+            return;
+        }
+        let mut state = self.lock();
+        if let Some(op) = state.ops.get_mut(index) {
+            op.linearizable = op.kind == OpKind::Read;
         }
     }
 
@@ -186,6 +201,27 @@ mod tests {
         assert_eq!(h.ops[3].outcome, Outcome::Unknown);
         assert_eq!(h.ops[3].return_ns, None);
         h.validate().unwrap();
+    }
+
+    #[test]
+    fn marks_reads_answered_under_the_primary_lease() {
+        let rec = Recorder::new();
+        let w = rec.invoke(1, Some(7000), OpKind::Write, Some(5));
+        rec.complete(w, Outcome::Ok, None);
+        let r = rec.invoke(1, Some(7000), OpKind::Read, None);
+        rec.complete_linearizable_read(r, 5);
+        let plain = rec.invoke(2, Some(7001), OpKind::Read, None);
+        rec.complete(plain, Outcome::Ok, Some(5));
+        let h = rec.history();
+        assert!(h.ops[1].linearizable && h.ops[1].value == Some(5));
+        assert!(!h.ops[0].linearizable && !h.ops[2].linearizable);
+        let mut text = Vec::new();
+        h.write_jsonl(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert_eq!(text.matches("\"linearizable\":true").count(), 1, "{text}");
+        assert!(!text.contains("\"linearizable\":false"), "{text}");
+        let back = History::from_jsonl(text.as_bytes()).unwrap();
+        assert_eq!(back.ops, h.ops);
     }
 
     #[test]

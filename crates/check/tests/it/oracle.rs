@@ -111,6 +111,7 @@ fn schedule(g: Gen, steps: &[Step]) -> History {
                     invoke_ns: time,
                     return_ns: None,
                     outcome: Outcome::Unknown,
+                    linearizable: false,
                 });
             }
             None => {}

@@ -72,6 +72,7 @@ pub async fn client(
             invoke_ns,
             return_ns: Some(now_ns()),
             outcome,
+            linearizable: false,
         });
         if outcome != Outcome::Ok {
             // A late reply must never be taken for the next request's: start afresh.
