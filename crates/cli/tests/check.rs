@@ -84,8 +84,19 @@ fn a_healthy_cluster_passes_and_leaves_a_history_and_a_timeline() {
         out.stdout
     );
     assert_eq!(count(&out.stdout, "ok,"), 1500, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("reads answered under the primary's lease"),
+        "{}",
+        out.stdout
+    );
     let file = out_dir.join("history.jsonl.gz");
-    assert_eq!(history_text(&file).lines().count(), 1500);
+    let text = history_text(&file);
+    assert_eq!(text.lines().count(), 1500);
+    assert!(
+        text.contains(r#""linearizable":true"#),
+        "the primary's clients read at the primary under its lease"
+    );
     let html = std::fs::read_to_string(out_dir.join("timeline.html")).unwrap();
     assert!(html.contains("<svg"), "the timeline draws the history");
     // The compressed history can be checked again, and its timeline goes beside it.
@@ -256,6 +267,43 @@ const BAD: &str = r#"{"client":1,"server":7001,"op":"write","value":5,"invoke_ns
 {"client":2,"server":7002,"op":"write","value":3,"invoke_ns":0,"return_ns":10,"outcome":"ok"}
 {"client":2,"server":7002,"op":"read","value":5,"invoke_ns":20,"return_ns":30,"outcome":"ok"}
 "#;
+
+/// Client 2 reads 5 after the write of 6 returned: sequentially consistent, not linearizable.
+const STALE: &str = r#"{"client":1,"server":7000,"op":"write","value":5,"invoke_ns":0,"return_ns":10,"outcome":"ok"}
+{"client":1,"server":7000,"op":"write","value":6,"invoke_ns":20,"return_ns":30,"outcome":"ok"}
+{"client":2,"server":7001,"op":"read","value":5,"invoke_ns":40,"return_ns":50,"outcome":"ok"MARK}
+"#;
+
+#[test]
+fn marked_reads_and_reads_at_the_primary_port_are_checked_for_linearizability() {
+    let dir = scratch("marked");
+    let file = dir.join("stale.jsonl");
+    let path = file.to_str().unwrap();
+    let verdict = |text: &str, args: &[&str]| {
+        std::fs::write(&file, text).unwrap();
+        let mut all = vec!["--history", path];
+        all.extend_from_slice(args);
+        let out = check(&all, TIMEOUT);
+        (out.status.code(), out.stdout)
+    };
+    // A stale read the primary answered under its lease would be a bug.
+    let (code, stdout) = verdict(&STALE.replace("MARK", r#","linearizable":true"#), &[]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("not linearizable"), "{stdout}");
+    assert!(
+        stdout.contains("1 reads answered under the primary's lease"),
+        "{stdout}"
+    );
+    // Unmarked, at a backup, it is allowed.
+    let (code, stdout) = verdict(&STALE.replace("MARK", ""), &[]);
+    assert_eq!(code, Some(0), "{stdout}");
+    let (code, stdout) = verdict(&STALE.replace("MARK", ""), &["--primary", "7000"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    // A file recorded before reads were marked: the reads at the port named the primary count.
+    let (code, stdout) = verdict(&STALE.replace("MARK", ""), &["--primary", "7001"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("reads at the primary :7001"), "{stdout}");
+}
 
 #[test]
 fn a_recorded_violation_is_explained_and_highlighted() {

@@ -63,6 +63,31 @@ fn primary_answers_each_seed_message() {
 }
 
 #[test]
+fn only_the_primary_answers_a_linearizable_read() {
+    let cluster = start_cluster(2);
+    let p = cluster.primary_port();
+    write(p, 4);
+    assert_eq!(request(p, "READ:linearizable"), "VALUE:4");
+    for b in cluster.backup_ports() {
+        let mut c = Conn::connect(b);
+        assert_eq!(
+            c.request("READ:linearizable"),
+            format!("ERR:not the primary; the primary is 127.0.0.1:{p}"),
+            "at the backup :{b}"
+        );
+        assert_eq!(
+            c.request("READ"),
+            "VALUE:4",
+            "a plain READ is answered there"
+        );
+        assert_eq!(
+            c.request("READ:x"),
+            "ERR:READ takes no argument, or READ:linearizable"
+        );
+    }
+}
+
+#[test]
 fn streaming_backup_answers_each_seed_message() {
     let cluster = start_cluster(1);
     let (p, b) = (cluster.primary_port(), cluster.backup_ports()[0]);
