@@ -3,7 +3,7 @@
 //! ditto is a replicated register holding one integer (initially 0) on one primary and several
 //! backups; clients `READ` the value of the replica they talk to and `WRITE:v` through any
 //! server. It claims **sequential consistency** for clients that each stick to one server, and
-//! **linearizability** for the operations made at the primary. This crate checks both claims
+//! **linearizability** for every write and for the reads the primary answers under its lease. This crate checks both claims
 //! against what clients actually observed.
 //!
 //! # The model
@@ -60,6 +60,9 @@
 //! - `invoke_ns`, `return_ns`: nanoseconds since the start of the run; `return_ns` may be null
 //!   only for an `unknown` operation, meaning it never returned.
 //! - `outcome`: `"ok"`, `"fail"` or `"unknown"`.
+//! - `linearizable`: `true` for a read the primary answered under its lease
+//!   (`READ:linearizable`), which the linearizability check takes with the writes; absent
+//!   (false) otherwise, and in files recorded before reads were marked.
 //!
 //! Verdicts name operations by their 0-based position in the history (`#0` is the first
 //! operation's line).

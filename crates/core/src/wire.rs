@@ -2,7 +2,8 @@
 //!
 //! Every message is one line. The seed defines four requests (`READ`, `WRITE:v`, `JOIN:port`,
 //! `UPDATE:v`); ditto adds a few that only ditto servers send to each other (`SYNC`, `ACKED`,
-//! `PROPOSE`, and the stream messages `SNAPSHOT` and `ENTRIES`) plus `STATUS` for operators.
+//! `PROPOSE`, and the stream messages `SNAPSHOT` and `ENTRIES`), `STATUS` for operators, and for
+//! clients tagged writes `WRITE:v:client:n` and `READ:linearizable`.
 //! See `docs/protocol.md` for the whole grammar with examples.
 //!
 //! Parsing is liberal where the seed is vague (verbs in any case, blanks around fields) and strict
