@@ -183,6 +183,9 @@ impl Inflight {
 
 const READ_LINEARIZABLE: &str = "READ:linearizable";
 
+/// The most moves kept for [`GroupClient::take_moves`].
+const MAX_MOVES: usize = 64;
+
 /// What a member said to `STATUS`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct StatusInfo {
@@ -358,7 +361,7 @@ impl GroupClient {
         self.opts.reads == ReadPolicy::Primary && self.flavor == Flavor::Ditto
     }
 
-    /// The moves of the session since the last call.
+    /// The moves of the session since the last call (the latest 64).
     pub fn take_moves(&mut self) -> Vec<Move> {
         std::mem::take(&mut self.moves)
     }
@@ -588,6 +591,10 @@ impl GroupClient {
             let from = std::mem::replace(&mut self.server, to.clone());
             if !self.members.contains(&to) {
                 self.members.push(to.clone());
+            }
+            if self.moves.len() >= MAX_MOVES {
+                // Nobody is reading them: keep the latest.
+                self.moves.remove(0);
             }
             self.moves.push(Move {
                 from,
