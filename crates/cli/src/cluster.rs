@@ -436,12 +436,6 @@ impl LocalCluster {
         }
     }
 
-    /// Waits until the primary's STATUS shows every backup synced again (after faults).
-    pub async fn await_synced(&mut self) -> anyhow::Result<()> {
-        let ports = self.backups.clone();
-        self.await_ready(|s| backups_synced(s, &ports)).await
-    }
-
     /// Stops every server: SIGTERM, then SIGKILL for any still running after a grace period.
     pub async fn stop(&mut self) {
         for server in &self.servers {

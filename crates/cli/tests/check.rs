@@ -262,6 +262,39 @@ fn faults_do_not_break_consistency() {
     assert_eq!(html.matches("\"kind\":\"").count() as u64, injected);
 }
 
+#[test]
+fn the_clients_follow_a_new_primary_and_the_replicas_converge_on_it() {
+    let out_dir = scratch("kill-primary");
+    let out = check(
+        &[
+            "--duration",
+            "4",
+            "--nemesis",
+            "kill-primary",
+            "--nemesis-interval",
+            "1",
+            "--fault-duration",
+            "1.5",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.stdout.contains("kill -9 primary"),
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("convergence: every replica holds"),
+        "stdout:\n{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("verdict     OK"), "{}", out.stdout);
+    assert!(out.success(), "{}", out.stdout);
+}
+
 const BAD: &str = r#"{"client":1,"server":7001,"op":"write","value":5,"invoke_ns":0,"return_ns":10,"outcome":"ok"}
 {"client":1,"server":7001,"op":"read","value":3,"invoke_ns":20,"return_ns":30,"outcome":"ok"}
 {"client":2,"server":7002,"op":"write","value":3,"invoke_ns":0,"return_ns":10,"outcome":"ok"}

@@ -303,33 +303,55 @@ async fn managed(
     Ok((primary, initial, faults, Some(converged)))
 }
 
-/// Waits (bounded) until every backup is synced and holds the primary's value and sequence.
+/// Waits (bounded) until the primary, whichever server it is now (a fault may have moved the
+/// role), has every other server in its active set, and every one of them has applied the
+/// primary's last entry and holds its value.
 async fn converge(cluster: &mut LocalCluster) -> Result<String, String> {
-    if let Err(e) = cluster.await_synced().await {
-        return Err(format!("backups did not rejoin: {e}"));
-    }
+    let mut servers = vec![cluster.primary];
+    servers.extend(&cluster.backups);
     let field = |status: &str, key: &str| cluster::status_field(status, key).map(str::to_owned);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + cluster::START_TIMEOUT + Duration::from_secs(10);
     loop {
-        let p = cluster::status(cluster.primary).await.unwrap_or_default();
-        let want = (field(&p, "last"), field(&p, "value"));
-        let mut seen = Vec::new();
-        for &b in &cluster.backups {
-            let s = cluster::status(b).await.unwrap_or_default();
-            seen.push((b, field(&s, "applied"), field(&s, "value")));
+        let mut statuses = Vec::new();
+        for &port in &servers {
+            statuses.push((port, cluster::status(port).await.unwrap_or_default()));
         }
-        if want.0.is_some() && seen.iter().all(|(_, a, v)| (a, v) == (&want.0, &want.1)) {
+        let primary = statuses
+            .iter()
+            .find(|(_, s)| field(s, "role").as_deref() == Some("primary"));
+        let mut seen = Vec::new();
+        let mut synced = false;
+        let mut want = (None, None);
+        if let Some((p, ps)) = primary {
+            let others: Vec<u16> = servers.iter().copied().filter(|s| s != p).collect();
+            synced = cluster::backups_synced(ps, &others);
+            want = (field(ps, "last"), field(ps, "value"));
+            for (port, s) in statuses.iter().filter(|(port, _)| port != p) {
+                seen.push((*port, field(s, "applied"), field(s, "value")));
+            }
+        }
+        if synced && want.0.is_some() && seen.iter().all(|(_, a, v)| (a, v) == (&want.0, &want.1)) {
+            let moved = match primary {
+                Some((p, _)) if *p != cluster.primary => format!(" (the primary is now :{p})"),
+                _ => String::new(),
+            };
             return Ok(format!(
-                "every replica holds {} after entry {}",
+                "every replica holds {} after entry {}{moved}",
                 want.1.unwrap_or_default(),
                 want.0.unwrap_or_default()
             ));
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "replicas differ: primary last={:?} value={:?}, backups {:?}",
-                want.0, want.1, seen
-            ));
+            return Err(match primary {
+                None => "no server is the primary".to_owned(),
+                Some((p, _)) if !synced => {
+                    format!("backups did not rejoin the primary :{p}")
+                }
+                Some((p, _)) => format!(
+                    "replicas differ: primary :{p} last={:?} value={:?}, others {:?}",
+                    want.0, want.1, seen
+                ),
+            });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
