@@ -238,6 +238,40 @@ fn a_primary_restarted_during_the_failover_is_claimed_by_its_group() {
     }
 }
 
+/// A primary killed and restarted before the others noticed joins through a backup that still
+/// names it as the primary: it must recover from the group, not wait on itself.
+#[test]
+fn a_primary_restarted_at_once_recovers_through_a_backup_that_still_follows_it() {
+    let mut c = three();
+    assert_eq!(c.write_and_wait(7000, 1, 1_000), Some(WriteOutcome::Done));
+    // Move the primary role to a member whose contact is 7000, and bring 7000 back as its
+    // backup.
+    c.crash(7000);
+    c.run_until(3_000, |c| !c.primaries().is_empty())
+        .expect("failover");
+    let p = c.primaries()[0];
+    c.restart(7000);
+    c.run_until(3_000, |c| {
+        c.node(7000).status() == Status::Normal && c.node(7000).value() == 1
+    })
+    .unwrap_or_else(|| panic!("7000 did not rejoin:\n{}", c.dump()));
+    assert_eq!(c.write_and_wait(p, 2, 1_000), Some(WriteOutcome::Done));
+    c.crash(p);
+    c.run(50);
+    c.restart(p);
+    let back = c.run_until(5_000, |c| {
+        c.node(p).status() == Status::Normal
+            && !c.node(p).is_primary()
+            && c.node(p).value() == 2
+            && c.primaries().len() == 1
+    });
+    assert!(
+        back.is_some(),
+        "the restarted member did not recover:\n{}",
+        c.dump()
+    );
+}
+
 /// A tiny deterministic generator (splitmix64), so runs depend only on their seed.
 struct Rng(u64);
 

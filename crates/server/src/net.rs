@@ -36,12 +36,17 @@ pub trait Net: Clone + Send + Sync + 'static {
 #[derive(Clone, Copy, Debug)]
 pub struct TokioNet {
     pub host: IpAddr,
+    /// The address outgoing connections are made from, if not the one the system picks for
+    /// the route (as Redis's `bind-source-addr`): on a host with several addresses, the one the
+    /// other members' firewalls expect.
+    pub source: Option<IpAddr>,
 }
 
 impl Default for TokioNet {
     fn default() -> Self {
         TokioNet {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            source: None,
         }
     }
 }
@@ -66,8 +71,65 @@ impl Net for TokioNet {
     }
 
     async fn connect(&self, addr: &Addr) -> io::Result<Self::Stream> {
-        let stream = tokio::net::TcpStream::connect((addr.host(), addr.port())).await?;
+        let stream = match self.source {
+            None => tokio::net::TcpStream::connect((addr.host(), addr.port())).await?,
+            Some(source) => connect_from(source, addr).await?,
+        };
         stream.set_nodelay(true)?;
         Ok(stream)
+    }
+}
+
+/// Connects to `addr` from `source` (any port), trying each of the name's addresses of
+/// `source`'s family in turn.
+async fn connect_from(source: IpAddr, addr: &Addr) -> io::Result<tokio::net::TcpStream> {
+    let mut last = io::Error::new(
+        io::ErrorKind::AddrNotAvailable,
+        format!("{addr} has no address of the family of the source address {source}"),
+    );
+    for target in tokio::net::lookup_host((addr.host(), addr.port())).await? {
+        if target.is_ipv4() != source.is_ipv4() {
+            continue;
+        }
+        let socket = if source.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        match socket.connect(target).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connects_from_the_source_address_it_is_given() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let source: IpAddr = "127.0.0.7".parse().unwrap();
+        let net = TokioNet {
+            source: Some(source),
+            ..TokioNet::default()
+        };
+        let _stream = net.connect(&Addr::local(port)).await.unwrap();
+        let (_, host) = Listener::accept(&mut { listener }).await.unwrap();
+        assert_eq!(host, "127.0.0.7");
+    }
+
+    #[tokio::test]
+    async fn a_source_of_the_wrong_family_is_a_clear_error() {
+        let net = TokioNet {
+            source: Some("::1".parse().unwrap()),
+            ..TokioNet::default()
+        };
+        let err = net.connect(&Addr::local(1)).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrNotAvailable, "{err}");
     }
 }
