@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cluster::*;
 use ditto_core::replica::log::Tag;
 use ditto_core::replica::msg::Msg;
-use ditto_core::{Status, WriteOutcome};
+use ditto_core::{Effect, JoinAnswer, Millis, Replica, ReplicaConfig, Status, WriteOutcome};
 
 #[test]
 fn a_group_forms_and_every_replica_applies_each_write() {
@@ -269,6 +269,30 @@ fn a_primary_restarted_at_once_recovers_through_a_backup_that_still_follows_it()
         back.is_some(),
         "the restarted member did not recover:\n{}",
         c.dump()
+    );
+}
+
+/// A replica whose every `JOIN` fails retries after 100 ms, then twice as long each time up to
+/// 2 s, as the protocol's docs say: one failure advances the backoff once.
+#[test]
+fn a_failing_join_backs_off_by_doubling() {
+    let cfg = ReplicaConfig::new(addr(7001), Some(addr(7000)), 1);
+    let mut r = Replica::new(cfg, Millis(0));
+    let mut joins = Vec::new();
+    for now in (0..10_000).step_by(5) {
+        r.tick(Millis(now));
+        while let Some(effect) = r.poll() {
+            if let Effect::Join { to } = effect {
+                joins.push(now);
+                r.on_join_answer(&to, JoinAnswer::Failed("refused".to_owned()));
+            }
+        }
+    }
+    let gaps: Vec<u64> = joins.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        gaps[..7],
+        [100, 200, 400, 800, 1600, 2000, 2000],
+        "joins at {joins:?}"
     );
 }
 

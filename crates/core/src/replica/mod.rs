@@ -637,7 +637,8 @@ impl Replica {
                         format!("cannot join through {from} ({why}); retrying"),
                     );
                 }
-                self.arm_retry();
+                // The retry timer was armed when this JOIN went out; arming it again here
+                // would advance the backoff twice for one attempt.
             }
         }
     }
