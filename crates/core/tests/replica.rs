@@ -334,6 +334,8 @@ fn random_run(seed: u64, servers: u16) -> Result<usize, String> {
     let mut primary_of_view: BTreeMap<(u64, u64), u16> = BTreeMap::new();
     let mut applied_at: BTreeMap<(u64, u64), i64> = BTreeMap::new();
     let mut down: BTreeSet<u16> = BTreeSet::new();
+    // A node crashed to be restarted at once, and when.
+    let mut bounce: Option<(u16, u64)> = None;
     let mut tick = 0u64;
     let ns = |c: &Cluster, tick: u64| c.now.0 * 1_000_000 + tick;
     for step in 0..4_000u64 {
@@ -348,8 +350,11 @@ fn random_run(seed: u64, servers: u16) -> Result<usize, String> {
             .all(|r| matches!(r.status(), Status::Normal | Status::ViewChange));
         if rng.below(80) == 0 && settled {
             let port = 7000 + rng.below(servers as u64) as u16;
-            match rng.below(4) {
-                0 if down.len() < (servers / 2) as usize && !down.contains(&port) => {
+            match rng.below(5) {
+                0 if down.len() < (servers / 2) as usize
+                    && !down.contains(&port)
+                    && bounce.is_none() =>
+                {
                     c.log.push(format!("{:?}: crash {port}", c.now));
                     c.crash(port);
                     down.insert(port);
@@ -363,8 +368,22 @@ fn random_run(seed: u64, servers: u16) -> Result<usize, String> {
                     c.log.push(format!("{:?}: isolate {port}", c.now));
                     c.isolate(port)
                 }
+                3 if down.is_empty() && bounce.is_none() => {
+                    // Killed and started again at once, before the others notice.
+                    let back = c.now.0 + 50 + rng.below(350);
+                    c.log
+                        .push(format!("{:?}: crash {port}, restart at {back}", c.now));
+                    c.crash(port);
+                    bounce = Some((port, back));
+                }
                 _ => c.heal(),
             }
+        }
+        if let Some((port, back)) = bounce
+            && c.now.0 >= back
+        {
+            c.restart(port);
+            bounce = None;
         }
         // A client operation, about every 20 ms.
         if rng.below(4) == 0 {
@@ -426,7 +445,10 @@ fn random_run(seed: u64, servers: u16) -> Result<usize, String> {
     }
     // Heal everything; the group must serve again.
     c.heal();
-    for port in std::mem::take(&mut down) {
+    for port in std::mem::take(&mut down)
+        .into_iter()
+        .chain(bounce.map(|(p, _)| p))
+    {
         c.restart(port);
     }
     let p = c
@@ -442,6 +464,16 @@ fn random_run(seed: u64, servers: u16) -> Result<usize, String> {
             ));
         }
     }
+    // And every member recovers and follows it.
+    c.run_until(10_000, |c| {
+        let mut up = c.nodes.values().flatten();
+        let first = up.next().map(|r| r.applied());
+        c.nodes
+            .values()
+            .flatten()
+            .all(|r| r.status() == Status::Normal && Some(r.applied()) == first)
+    })
+    .ok_or_else(|| format!("not every member recovered after healing\n{}", c.dump()))?;
     let t = ns(&c, tick + 1);
     history.push(HOp::write(history.len() as u64, -1, t, t + 1));
     let history = History::new(history);
