@@ -1,8 +1,8 @@
 //! A group whose members sit on different hosts: three network namespaces joined by a bridge,
-//! one `ditto` server in each, bound to its own address and reachable only there. It proves
-//! the multi-host start-up that the README and `docs/replication.md` describe (`--bind`, then
-//! `ditto backup B HOST:P`), clients reaching servers by `HOST:PORT`, and failover and rejoining
-//! when a host's link is cut and mended.
+//! each with an address of its own and one `ditto` server, which the others reach only there.
+//! It proves the multi-host start-up that the README describes (`--bind`, or `--bind 0.0.0.0 --advertise`,
+//! then `ditto backup B HOST:P`), clients reaching servers by `HOST:PORT`, and failover and
+//! rejoining when a host's link is cut and mended.
 //!
 //! Namespaces need root and `ip netns`. Without them the tests say loudly why and pass, so that
 //! a developer's machine need not be root; with `DITTO_REQUIRE_NETNS=1` (which `.ci/run` sets)
@@ -167,23 +167,29 @@ impl Lab {
         run_command(self.ditto_in(i, args), b"", TIMEOUT)
     }
 
-    /// Starts a server on node `i`, bound to its address alone.
-    fn start(&mut self, i: usize, role_args: &[&str]) {
+    /// Starts a server on node `i`: bound to its address alone, or to every address of its
+    /// host and advertising its own (`wildcard`), the two ways the README gives.
+    fn start(&mut self, i: usize, role_args: &[&str], wildcard: bool) {
         let own = format!("{SUBNET}.{i}");
         let mut args = vec!["--exit-on-stdin-eof"];
         args.extend_from_slice(role_args);
-        args.extend_from_slice(&["--bind", &own]);
+        if wildcard {
+            args.extend_from_slice(&["--bind", "0.0.0.0", "--advertise", &own]);
+        } else {
+            args.extend_from_slice(&["--bind", &own]);
+        }
         let name = format!("{} on {}", role_args[0], addr(i));
         let server = Server::spawn_command(&name, PORT, self.ditto_in(i, &args));
         self.servers.push(server);
     }
 
-    /// Starts a primary on node 1 and backups on nodes 2 and 3 that join it by its address,
-    /// and waits until the primary has both in its active set and both follow it.
+    /// Starts a primary on node 1 and backups on nodes 2 and 3 that join it by its address
+    /// (node 3 on a wildcard address, advertising its own), and waits until the primary has
+    /// both in its active set and both follow it.
     fn start_group(&mut self) {
-        self.start(1, &["primary", &PORT.to_string()]);
+        self.start(1, &["primary", &PORT.to_string()], false);
         for i in 2..=3 {
-            self.start(i, &["backup", &PORT.to_string(), &addr(1)]);
+            self.start(i, &["backup", &PORT.to_string(), &addr(1)], i == 3);
         }
         wait_until("the primary has both backups active", TIMEOUT, || {
             self.assert_running();
