@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use ditto_core::wire;
+use ditto_core::{Addr, addr::LOCALHOST, wire};
 use ditto_server::{Client, ClientError};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -28,9 +28,10 @@ Exit status:
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_STATUS)]
 pub struct ClientArgs {
-    /// Port of the server to talk to (127.0.0.1).
-    #[arg(value_parser = super::port)]
-    port: u16,
+    /// The server to talk to: its port on 127.0.0.1, or HOST:PORT of a server elsewhere (a
+    /// group whose members run on several machines).
+    #[arg(value_parser = super::addr, value_name = "PORT|HOST:PORT")]
+    server: Addr,
     /// A command to send and exit, e.g. `READ`, `WRITE:5` or `write 5`. Without one, commands
     /// are read from the prompt, or line by line from standard input when it is not a terminal.
     command: Vec<String>,
@@ -45,7 +46,7 @@ Commands (a friendly form, or the raw protocol line):
   read               READ         the server's value
   write <n>          WRITE:<n>    set the value to n (a 64-bit integer)
   status             STATUS       role, sequence numbers, backups
-  connect <port>                  talk to the server on another port
+  connect <port>                  talk to the server on another port (or HOST:PORT)
   help                            this text
   quit, exit, Ctrl-D              leave
 Any other line is sent unchanged.";
@@ -62,7 +63,8 @@ pub enum Typed {
     /// Send this protocol line.
     Send(String),
     Help,
-    Connect(u16),
+    /// Talk to this server from now on (a bare port is on 127.0.0.1, as on the command line).
+    Connect(Addr),
     Quit,
     /// A blank line.
     Nothing,
@@ -88,8 +90,8 @@ pub fn interpret(line: &str) -> Result<Typed, String> {
         ("update", false) => one_arg("UPDATE"),
         ("join", _) => Err(JOIN_REFUSED.into()),
         ("connect", _) => match rest.as_slice() {
-            [p] => super::port(p).map(Typed::Connect),
-            _ => Err("usage: connect <port>".into()),
+            [p] => super::addr(p).map(Typed::Connect),
+            _ => Err("usage: connect <port> (or connect <host:port>)".into()),
         },
         _ => Ok(Typed::Send(line.trim_end_matches(['\r', '\n']).to_owned())),
     }
@@ -98,15 +100,41 @@ pub fn interpret(line: &str) -> Result<Typed, String> {
 /// A connection to one server that reconnects on the next command after a failure.
 #[derive(Debug)]
 pub struct Session {
-    pub port: u16,
+    server: Addr,
     timeout: Duration,
     client: Option<Client>,
 }
 
+/// Whether `server` is on this computer, where the client names it by its port alone, as it
+/// did before servers could run elsewhere.
+fn is_local(server: &Addr) -> bool {
+    server.host() == LOCALHOST
+}
+
+/// How the client names `server` in its messages: "port 7000" on this computer, its address
+/// elsewhere.
+fn name(server: &Addr) -> String {
+    if is_local(server) {
+        format!("port {}", server.port())
+    } else {
+        server.to_string()
+    }
+}
+
+/// Connects to `server`. One on this computer is reached as before, so that its errors still
+/// name the port alone.
+async fn dial(server: &Addr, timeout: Duration) -> Result<Client, ClientError> {
+    if is_local(server) {
+        Client::connect(server.port(), timeout).await
+    } else {
+        Client::connect_addr(server, timeout).await
+    }
+}
+
 impl Session {
-    pub fn new(port: u16, timeout: Duration) -> Session {
+    pub fn new(server: Addr, timeout: Duration) -> Session {
         Session {
-            port,
+            server,
             timeout,
             client: None,
         }
@@ -115,9 +143,7 @@ impl Session {
     pub async fn request(&mut self, line: &str) -> Result<String, ClientError> {
         let client = match &mut self.client {
             Some(c) => c,
-            None => self
-                .client
-                .insert(Client::connect(self.port, self.timeout).await?),
+            None => self.client.insert(dial(&self.server, self.timeout).await?),
         };
         let result = client.request(line).await;
         if result.is_err() {
@@ -131,15 +157,15 @@ impl Session {
     /// that fails), the next request tries again.
     pub async fn reconnect(&mut self) -> Result<(), ClientError> {
         self.client = None;
-        self.client = Some(Client::connect(self.port, self.timeout).await?);
+        self.client = Some(dial(&self.server, self.timeout).await?);
         Ok(())
     }
 
-    /// Talks to `port` from now on, if a connection to it can be made; otherwise nothing
+    /// Talks to `server` from now on, if a connection to it can be made; otherwise nothing
     /// changes, and the session stays with its server.
-    pub async fn connect(&mut self, port: u16) -> Result<(), ClientError> {
-        let client = Client::connect(port, self.timeout).await?;
-        self.port = port;
+    pub async fn connect(&mut self, server: Addr) -> Result<(), ClientError> {
+        let client = dial(&server, self.timeout).await?;
+        self.server = server;
         self.client = Some(client);
         Ok(())
     }
@@ -147,7 +173,7 @@ impl Session {
 
 pub async fn run(args: ClientArgs) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs_f64(args.timeout);
-    let mut session = Session::new(args.port, timeout);
+    let mut session = Session::new(args.server, timeout);
     if !args.command.is_empty() {
         return Ok(one_shot(&mut session, &args.command.join(" ")).await);
     }
@@ -215,7 +241,7 @@ async fn step(session: &mut Session, line: &str, mode: Mode) -> Step {
                     }
                 }
                 Err(e) => {
-                    mode.note(&describe(session.port, &e));
+                    mode.note(&describe(&session.server, &e));
                     Step::Lost
                 }
             }
@@ -231,18 +257,18 @@ async fn step(session: &mut Session, line: &str, mode: Mode) -> Step {
             ));
             Step::Done { ok: false }
         }
-        Ok(Typed::Connect(port)) => match session.connect(port).await {
+        Ok(Typed::Connect(server)) => match session.connect(server.clone()).await {
             Ok(()) => {
                 if mode == Mode::Prompt {
-                    mode.note(&format!("Now talking to port {port}."));
+                    mode.note(&format!("Now talking to {}.", name(&server)));
                 }
                 Step::Done { ok: true }
             }
             Err(e) => {
-                let still = session.port;
+                let still = name(&session.server);
                 mode.note(&format!(
-                    "{}; still talking to port {still}.",
-                    describe(port, &e)
+                    "{}; still talking to {still}.",
+                    describe(&server, &e)
                 ));
                 Step::Done { ok: false }
             }
@@ -268,13 +294,13 @@ async fn overlong(session: &mut Session, result: Result<String, ClientError>, mo
             !wire::is_error_reply(reply.as_bytes())
         }
         Err(e) => {
-            mode.note(&describe(session.port, &e));
+            mode.note(&describe(&session.server, &e));
             false
         }
     };
     let why = format!(
-        "port {} closes the connection after a line over {} bytes",
-        session.port,
+        "{} closes the connection after a line over {} bytes",
+        name(&session.server),
         wire::MAX_LINE
     );
     match session.reconnect().await {
@@ -287,10 +313,13 @@ async fn overlong(session: &mut Session, result: Result<String, ClientError>, mo
 }
 
 /// One line saying why a request got no reply, naming the server once.
-fn describe(port: u16, e: &ClientError) -> String {
+fn describe(server: &Addr, e: &ClientError) -> String {
     match e {
-        ClientError::Connect { .. } | ClientError::ConnectTimeout { .. } => format!("error: {e}"),
-        _ => format!("error: port {port}: {e}"),
+        ClientError::Connect { .. }
+        | ClientError::ConnectTimeout { .. }
+        | ClientError::ConnectAddr { .. }
+        | ClientError::ConnectAddrTimeout { .. } => format!("error: {e}"),
+        _ => format!("error: {}: {e}", name(server)),
     }
 }
 
@@ -365,11 +394,16 @@ fn prompt_blocking(
         println!("{banner}");
     }
     println!(
-        "Connected to port {}. Type `help` for commands.",
-        session.port
+        "Connected to {}. Type `help` for commands.",
+        name(&session.server)
     );
     loop {
-        let line = match editor.readline(&format!("ditto:{}> ", session.port)) {
+        let here = if is_local(&session.server) {
+            session.server.port().to_string()
+        } else {
+            session.server.to_string()
+        };
+        let line = match editor.readline(&format!("ditto:{here}> ")) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted | ReadlineError::Eof) => break,
             Err(e) => return Err(e.into()),
@@ -397,7 +431,18 @@ mod tests {
         assert_eq!(interpret("write 5"), send("WRITE:5"));
         assert_eq!(interpret("Write -7"), send("WRITE:-7"));
         assert_eq!(interpret("status"), send("STATUS"));
-        assert_eq!(interpret("connect 7001"), Ok(Typed::Connect(7001)));
+        assert_eq!(
+            interpret("connect 7001"),
+            Ok(Typed::Connect(Addr::local(7001)))
+        );
+        assert_eq!(
+            interpret("connect 10.0.0.2:7001"),
+            Ok(Typed::Connect("10.0.0.2:7001".parse().unwrap()))
+        );
+        assert_eq!(
+            interpret("connect [fd00::2]:7001"),
+            Ok(Typed::Connect("[fd00::2]:7001".parse().unwrap()))
+        );
         assert_eq!(interpret("help"), Ok(Typed::Help));
         assert_eq!(interpret("quit"), Ok(Typed::Quit));
         assert_eq!(interpret(""), Ok(Typed::Nothing));
@@ -417,6 +462,7 @@ mod tests {
         assert!(interpret("connect").is_err());
         assert!(interpret("connect 0").is_err());
         assert!(interpret("connect x").is_err());
+        assert!(interpret("connect host:0").is_err());
         assert!(interpret("join 7003").is_err_and(|e| e.contains("for backups")));
     }
 }

@@ -55,7 +55,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     banner.push_str("Leave with `quit`, Ctrl-D or Ctrl-C; that stops the cluster.");
-    let session = Session::new(cluster.primary, REPLY_TIMEOUT);
+    let session = Session::new(ditto_core::Addr::local(cluster.primary), REPLY_TIMEOUT);
     let interactive = std::io::stdin().is_terminal();
     let (notes, notes_rx) = tokio::sync::mpsc::unbounded_channel();
     let conversation = async {
