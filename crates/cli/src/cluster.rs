@@ -29,8 +29,6 @@ pub const READY_LINE: &str = "ready";
 pub enum Logs {
     /// To this process's stderr.
     Inherit,
-    /// Nowhere.
-    Discard,
     /// To one file per server in this directory, named after its role and port
     /// (`primary-7000.log`); a restarted server appends to its file.
     Dir(PathBuf),
@@ -41,6 +39,8 @@ pub enum Logs {
 pub struct Server {
     pub role: &'static str,
     pub port: u16,
+    /// The port the group knows it by (`--advertise`): its own, or a proxy's in front of it.
+    pub advertised: u16,
     /// The file its log goes to, if it has one.
     pub log: Option<PathBuf>,
     args: Vec<String>,
@@ -84,6 +84,38 @@ impl Server {
     fn signal(&self, signal: nix::sys::signal::Signal) {
         if let Some(pid) = self.pid() {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+        }
+    }
+}
+
+/// How to start one server of a cluster: `ditto ARGS`, listening on `port` and known to the
+/// group by `advertised`.
+#[derive(Clone, Debug)]
+pub struct ServerSpec {
+    pub role: &'static str,
+    pub port: u16,
+    pub advertised: u16,
+    pub args: Vec<String>,
+}
+
+impl ServerSpec {
+    /// `ditto primary PORT`.
+    pub fn primary(port: u16) -> ServerSpec {
+        ServerSpec {
+            role: "primary",
+            port,
+            advertised: port,
+            args: vec!["primary".into(), port.to_string()],
+        }
+    }
+
+    /// `ditto backup PORT JOIN`.
+    pub fn backup(port: u16, join: u16) -> ServerSpec {
+        ServerSpec {
+            role: "backup",
+            port,
+            advertised: port,
+            args: vec!["backup".into(), port.to_string(), join.to_string()],
         }
     }
 }
@@ -188,8 +220,9 @@ pub fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|field| field.strip_prefix(key)?.strip_prefix('='))
 }
 
-/// Whether a primary's `STATUS` line shows every port of `backups` in its active set: synced,
-/// and waited for by every write. Members are listed as `id@host:port:kind:state:held`.
+/// Whether a primary's `STATUS` line shows every port of `backups` (as the group knows them) in
+/// its active set: synced, and waited for by every write. Members are listed as
+/// `id@host:port:kind:state:held`.
 pub fn backups_synced(status: &str, backups: &[u16]) -> bool {
     if status_field(status, "role") != Some("primary") {
         return false;
@@ -224,24 +257,28 @@ impl LocalCluster {
         LocalCluster::start_logging(base_port, &backups, log_level, logs).await
     }
 
-    /// Starts a primary on `primary` and a backup on each `(port, join_port)`: the backup joins
-    /// through `join_port`, which is the primary's port or a proxy in front of it. Their logs
-    /// go to this process's stderr, or nowhere if `quiet`.
-    pub async fn start_with(
-        primary: u16,
-        backups: &[(u16, u16)],
-        log_level: &str,
-        quiet: bool,
-    ) -> anyhow::Result<LocalCluster> {
-        let logs = if quiet { Logs::Discard } else { Logs::Inherit };
-        LocalCluster::start_logging(primary, backups, log_level, logs).await
-    }
-
-    /// [`LocalCluster::start_with`], with the logs going where `logs` says. If a server fails
-    /// to start, the ones already running are stopped.
+    /// Starts a primary on `primary` and a backup on each `(port, join_port)`, the logs going
+    /// where `logs` says. If a server fails to start, the ones already running are stopped.
     pub async fn start_logging(
         primary: u16,
         backups: &[(u16, u16)],
+        log_level: &str,
+        logs: Logs,
+    ) -> anyhow::Result<LocalCluster> {
+        let mut specs = vec![ServerSpec::primary(primary)];
+        specs.extend(
+            backups
+                .iter()
+                .map(|&(port, join)| ServerSpec::backup(port, join)),
+        );
+        LocalCluster::start_servers(&specs, log_level, logs).await
+    }
+
+    /// Starts the servers `specs`, the first of them the primary the others join, and waits
+    /// until every backup has joined and synced. If a server fails to start, the ones already
+    /// running are stopped.
+    pub async fn start_servers(
+        specs: &[ServerSpec],
         log_level: &str,
         logs: Logs,
     ) -> anyhow::Result<LocalCluster> {
@@ -249,14 +286,17 @@ impl LocalCluster {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the log directory {}", dir.display()))?;
         }
+        let Some((first, rest)) = specs.split_first() else {
+            bail!("a cluster needs a primary");
+        };
         let mut cluster = LocalCluster {
-            primary,
-            backups: backups.iter().map(|(p, _)| *p).collect(),
+            primary: first.port,
+            backups: rest.iter().map(|s| s.port).collect(),
             servers: Vec::new(),
             log_level: log_level.to_owned(),
             logs,
         };
-        match cluster.launch(backups).await {
+        match cluster.launch(specs).await {
             Ok(()) => Ok(cluster),
             Err(e) => {
                 cluster.stop().await;
@@ -265,26 +305,21 @@ impl LocalCluster {
         }
     }
 
-    async fn launch(&mut self, backups: &[(u16, u16)]) -> anyhow::Result<()> {
+    async fn launch(&mut self, specs: &[ServerSpec]) -> anyhow::Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
-        let primary = self.primary;
-        self.add(
-            "primary",
-            primary,
-            vec!["primary".into(), primary.to_string()],
-        )?;
-        self.await_listening(0, deadline).await?;
-        for &(port, join) in backups {
-            let args = vec!["backup".into(), port.to_string(), join.to_string()];
-            self.add("backup", port, args)?;
+        for (i, spec) in specs.iter().enumerate() {
+            self.add(spec)?;
+            if i == 0 {
+                // The backups join it: it must listen first.
+                self.await_listening(0, deadline).await?;
+            }
         }
         for i in 1..self.servers.len() {
             self.await_listening(i, deadline).await?;
         }
-        // Every port is served by this cluster's own servers now, so the STATUS read on the
-        // primary's port is its own primary's.
-        let ports = self.backups.clone();
-        self.await_ready(|s| backups_synced(s, &ports)).await
+        // Every port is served by this cluster's own servers now, so the STATUS read there is
+        // its own servers'.
+        self.await_synced().await
     }
 
     /// Waits until server `i` says it listens; fails with its own reason if it exits first.
@@ -320,14 +355,15 @@ impl LocalCluster {
         }
     }
 
-    fn add(&mut self, role: &'static str, port: u16, args: Vec<String>) -> anyhow::Result<()> {
+    fn add(&mut self, spec: &ServerSpec) -> anyhow::Result<()> {
+        let (role, port) = (spec.role, spec.port);
         let log = match &self.logs {
             Logs::Dir(dir) => Some(dir.join(format!("{role}-{port}.log"))),
-            Logs::Inherit | Logs::Discard => None,
+            Logs::Inherit => None,
         };
         let inherit = self.logs == Logs::Inherit;
         let mut child = spawn(
-            &args,
+            &spec.args,
             &self.log_level,
             log.as_deref(),
             inherit,
@@ -336,8 +372,9 @@ impl LocalCluster {
         self.servers.push(Server {
             role,
             port,
+            advertised: spec.advertised,
             log,
-            args,
+            args: spec.args.clone(),
             stdin: child.stdin.take(),
             child: Some(child),
         });
@@ -413,8 +450,31 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// Polls the primary's `STATUS` until `ready` holds, failing early if a server exits.
-    async fn await_ready(&mut self, ready: impl Fn(&str) -> bool) -> anyhow::Result<()> {
+    /// The server that is primary now, with its `STATUS` line: of the servers that answer as
+    /// primary, the one of the newest view (an old primary cut off from the group may still
+    /// think it is one until its lease runs out).
+    pub async fn primary_now(&self) -> Option<(u16, String)> {
+        let mut best: Option<(u64, u16, String)> = None;
+        for server in self.servers.iter().filter(|s| s.child.is_some()) {
+            let Some(line) = status(server.port).await else {
+                continue;
+            };
+            if status_field(&line, "role") != Some("primary") {
+                continue;
+            }
+            let view = status_field(&line, "view")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if best.as_ref().is_none_or(|(v, _, _)| view > *v) {
+                best = Some((view, server.port, line));
+            }
+        }
+        best.map(|(_, port, line)| (port, line))
+    }
+
+    /// Waits until the primary's `STATUS` shows every other server synced, whichever server is
+    /// primary now, failing early if a server exits.
+    pub async fn await_synced(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             for server in &mut self.servers {
@@ -424,10 +484,16 @@ impl LocalCluster {
                     bail!("{}", server.exited(status));
                 }
             }
-            if let Some(s) = status(self.primary).await
-                && ready(&s)
-            {
-                return Ok(());
+            if let Some((port, line)) = self.primary_now().await {
+                let others: Vec<u16> = self
+                    .servers
+                    .iter()
+                    .filter(|s| s.port != port)
+                    .map(|s| s.advertised)
+                    .collect();
+                if backups_synced(&line, &others) {
+                    return Ok(());
+                }
             }
             if Instant::now() > deadline {
                 bail!("the cluster did not come up within {START_TIMEOUT:?}");

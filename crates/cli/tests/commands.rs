@@ -61,6 +61,62 @@ fn one_shot_client_prints_the_reply_and_fails_on_errors() {
 }
 
 #[test]
+fn client_takes_host_and_port_of_a_server_elsewhere() {
+    // 127.0.0.2 is loopback too, but a server bound to it alone is not on 127.0.0.1: only an
+    // address that names its host reaches it, as with a server on another machine.
+    let port = free_port();
+    let args: Vec<String> = ["primary", &port.to_string(), "--bind", "127.0.0.2"]
+        .map(String::from)
+        .to_vec();
+    let _primary = Server::spawn("primary on 127.0.0.2", port, &args);
+    let there = format!("127.0.0.2:{port}");
+    wait_until("the primary answers on 127.0.0.2", TIMEOUT, || {
+        ditto(&["client", &there, "STATUS"]).success()
+    });
+
+    let out = ditto(&["client", &there, "write", "7"]);
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout, "ACK\n");
+    let out = run(&["client", &there], b"read\nWRITE:8\nREAD\n", TIMEOUT);
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout, "VALUE:7\nACK\nVALUE:8\n");
+
+    // A bare port still means 127.0.0.1, where nothing listens on that port.
+    let out = ditto(&["client", &port.to_string(), "READ", "--timeout", "2"]);
+    assert_one_line_error(&out, "client of the port on 127.0.0.1");
+    assert!(
+        out.stderr.contains(&format!("port {port}")),
+        "a local server is named by its port: {out:?}"
+    );
+
+    // `connect HOST:PORT` moves a session there; a failed one names the address and stays.
+    let dead = format!("127.0.0.2:{}", free_port());
+    let input = format!("connect {dead}\nconnect {there}\nread\n");
+    let out = run(&["client", &port.to_string()], input.as_bytes(), TIMEOUT);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the first connect failed: {out:?}"
+    );
+    assert_eq!(out.stdout, "VALUE:8\n", "{out:?}");
+    assert!(
+        out.stderr.contains(&dead)
+            && out
+                .stderr
+                .contains(&format!("still talking to port {port}")),
+        "{out:?}"
+    );
+
+    let out = ditto(&["client", "127.0.0.2:0", "READ"]);
+    assert_one_line_error(&out, "client of port 0 elsewhere");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a bad address is a usage error: {out:?}"
+    );
+}
+
+#[test]
 fn one_shot_client_reports_an_unreachable_server_in_one_line() {
     let port = free_port();
     let out = ditto(&["client", &port.to_string(), "READ", "--timeout", "2"]);

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cluster::*;
 use ditto_core::replica::log::Tag;
 use ditto_core::replica::msg::Msg;
-use ditto_core::{Status, WriteOutcome};
+use ditto_core::{Effect, JoinAnswer, Millis, Replica, ReplicaConfig, Status, WriteOutcome};
 
 #[test]
 fn a_group_forms_and_every_replica_applies_each_write() {
@@ -262,6 +262,64 @@ fn a_primary_restarted_during_the_failover_is_claimed_by_its_group() {
     }
 }
 
+/// A primary killed and restarted before the others noticed joins through a backup that still
+/// names it as the primary: it must recover from the group, not wait on itself.
+#[test]
+fn a_primary_restarted_at_once_recovers_through_a_backup_that_still_follows_it() {
+    let mut c = three();
+    assert_eq!(c.write_and_wait(7000, 1, 1_000), Some(WriteOutcome::Done));
+    // Move the primary role to a member whose contact is 7000, and bring 7000 back as its
+    // backup.
+    c.crash(7000);
+    c.run_until(3_000, |c| !c.primaries().is_empty())
+        .expect("failover");
+    let p = c.primaries()[0];
+    c.restart(7000);
+    c.run_until(3_000, |c| {
+        c.node(7000).status() == Status::Normal && c.node(7000).value() == 1
+    })
+    .unwrap_or_else(|| panic!("7000 did not rejoin:\n{}", c.dump()));
+    assert_eq!(c.write_and_wait(p, 2, 1_000), Some(WriteOutcome::Done));
+    c.crash(p);
+    c.run(50);
+    c.restart(p);
+    let back = c.run_until(5_000, |c| {
+        c.node(p).status() == Status::Normal
+            && !c.node(p).is_primary()
+            && c.node(p).value() == 2
+            && c.primaries().len() == 1
+    });
+    assert!(
+        back.is_some(),
+        "the restarted member did not recover:\n{}",
+        c.dump()
+    );
+}
+
+/// A replica whose every `JOIN` fails retries after 100 ms, then twice as long each time up to
+/// 2 s, as the protocol's docs say: one failure advances the backoff once.
+#[test]
+fn a_failing_join_backs_off_by_doubling() {
+    let cfg = ReplicaConfig::new(addr(7001), Some(addr(7000)), 1);
+    let mut r = Replica::new(cfg, Millis(0));
+    let mut joins = Vec::new();
+    for now in (0..10_000).step_by(5) {
+        r.tick(Millis(now));
+        while let Some(effect) = r.poll() {
+            if let Effect::Join { to } = effect {
+                joins.push(now);
+                r.on_join_answer(&to, JoinAnswer::Failed("refused".to_owned()));
+            }
+        }
+    }
+    let gaps: Vec<u64> = joins.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        gaps[..7],
+        [100, 200, 400, 800, 1600, 2000, 2000],
+        "joins at {joins:?}"
+    );
+}
+
 /// A tiny deterministic generator (splitmix64), so runs depend only on their seed.
 struct Rng(u64);
 
@@ -300,6 +358,8 @@ fn random_run(seed: u64, servers: u16) -> Result<usize, String> {
     let mut primary_of_view: BTreeMap<(u64, u64), u16> = BTreeMap::new();
     let mut applied_at: BTreeMap<(u64, u64), i64> = BTreeMap::new();
     let mut down: BTreeSet<u16> = BTreeSet::new();
+    // A node crashed to be restarted at once, and when.
+    let mut bounce: Option<(u16, u64)> = None;
     let mut tick = 0u64;
     let ns = |c: &Cluster, tick: u64| c.now.0 * 1_000_000 + tick;
     for step in 0..4_000u64 {
@@ -314,8 +374,11 @@ fn random_run(seed: u64, servers: u16) -> Result<usize, String> {
             .all(|r| matches!(r.status(), Status::Normal | Status::ViewChange));
         if rng.below(80) == 0 && settled {
             let port = 7000 + rng.below(servers as u64) as u16;
-            match rng.below(4) {
-                0 if down.len() < (servers / 2) as usize && !down.contains(&port) => {
+            match rng.below(5) {
+                0 if down.len() < (servers / 2) as usize
+                    && !down.contains(&port)
+                    && bounce.is_none() =>
+                {
                     c.log.push(format!("{:?}: crash {port}", c.now));
                     c.crash(port);
                     down.insert(port);
@@ -329,8 +392,22 @@ fn random_run(seed: u64, servers: u16) -> Result<usize, String> {
                     c.log.push(format!("{:?}: isolate {port}", c.now));
                     c.isolate(port)
                 }
+                3 if down.is_empty() && bounce.is_none() => {
+                    // Killed and started again at once, before the others notice.
+                    let back = c.now.0 + 50 + rng.below(350);
+                    c.log
+                        .push(format!("{:?}: crash {port}, restart at {back}", c.now));
+                    c.crash(port);
+                    bounce = Some((port, back));
+                }
                 _ => c.heal(),
             }
+        }
+        if let Some((port, back)) = bounce
+            && c.now.0 >= back
+        {
+            c.restart(port);
+            bounce = None;
         }
         // A client operation, about every 20 ms.
         if rng.below(4) == 0 {
@@ -392,7 +469,10 @@ fn random_run(seed: u64, servers: u16) -> Result<usize, String> {
     }
     // Heal everything; the group must serve again.
     c.heal();
-    for port in std::mem::take(&mut down) {
+    for port in std::mem::take(&mut down)
+        .into_iter()
+        .chain(bounce.map(|(p, _)| p))
+    {
         c.restart(port);
     }
     let p = c
@@ -408,6 +488,16 @@ fn random_run(seed: u64, servers: u16) -> Result<usize, String> {
             ));
         }
     }
+    // And every member recovers and follows it.
+    c.run_until(10_000, |c| {
+        let mut up = c.nodes.values().flatten();
+        let first = up.next().map(|r| r.applied());
+        c.nodes
+            .values()
+            .flatten()
+            .all(|r| r.status() == Status::Normal && Some(r.applied()) == first)
+    })
+    .ok_or_else(|| format!("not every member recovered after healing\n{}", c.dump()))?;
     let t = ns(&c, tick + 1);
     history.push(HOp::write(history.len() as u64, -1, t, t + 1));
     let history = History::new(history);

@@ -1,10 +1,14 @@
 //! A fault-injecting TCP proxy, placed by `ditto check` on every link it wants to break.
 //!
 //! Each proxy listens on a loopback port and forwards every connection to one target port. Its
-//! [`Fault`] can be changed at any time and applies to existing and new connections alike.
+//! [`Fault`] can be changed at any time and applies to existing and new connections alike, to
+//! all of them or to those from one source address: servers that `ditto check` starts connect
+//! to each other from addresses of their own (`--source-addr`), so the proxy in front of a
+//! server can cut it off from one peer and not from another, or from its clients alone.
 
+use std::collections::BTreeMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,9 +20,10 @@ use tokio::task::JoinHandle;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the proxy does to the traffic through it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Fault {
     /// Forward everything at once.
+    #[default]
     None,
     /// Hold every chunk this long before forwarding it.
     Delay(Duration),
@@ -31,11 +36,28 @@ pub enum Fault {
     Drop,
 }
 
+/// The fault of every source, with a generation per change so that setting `Drop` twice resets
+/// connections twice, and a change for one source leaves the others' connections alone.
+#[derive(Clone, Debug, Default)]
+struct Faults {
+    /// For connections from a source not in `by_source`.
+    all: (Fault, u64),
+    by_source: BTreeMap<IpAddr, (Fault, u64)>,
+    generation: u64,
+}
+
+impl Faults {
+    /// The fault, and its generation, of a connection from `source`.
+    fn of(&self, source: IpAddr) -> (Fault, u64) {
+        self.by_source.get(&source).copied().unwrap_or(self.all)
+    }
+}
+
 /// A running proxy. Dropping it stops the proxy and closes its connections.
 #[derive(Debug)]
 pub struct Proxy {
     port: u16,
-    fault: watch::Sender<(Fault, u64)>,
+    faults: watch::Sender<Faults>,
     task: JoinHandle<()>,
 }
 
@@ -50,9 +72,9 @@ impl Proxy {
     pub async fn start(target: u16) -> io::Result<Proxy> {
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
         let port = listener.local_addr()?.port();
-        let (fault, watch) = watch::channel((Fault::None, 0));
+        let (faults, watch) = watch::channel(Faults::default());
         let task = tokio::spawn(accept_loop(listener, target, watch));
-        Ok(Proxy { port, fault, task })
+        Ok(Proxy { port, faults, task })
     }
 
     /// The port clients of this proxy connect to.
@@ -60,52 +82,79 @@ impl Proxy {
         self.port
     }
 
-    /// Changes the fault. Each change gets a new generation, so that setting `Drop` twice resets
-    /// connections twice.
+    /// Sets the fault of every connection, whatever its source.
     pub fn set(&self, fault: Fault) {
-        self.fault.send_modify(|(f, generation)| {
-            *f = fault;
-            *generation += 1;
+        self.faults.send_modify(|f| {
+            f.generation += 1;
+            f.all = (fault, f.generation);
+            f.by_source.clear();
+        });
+    }
+
+    /// Sets the fault of the connections from `source` (the address they come from), leaving
+    /// the others as they are.
+    pub fn set_from(&self, source: IpAddr, fault: Fault) {
+        self.faults.send_modify(|f| {
+            f.generation += 1;
+            let generation = f.generation;
+            f.by_source.insert(source, (fault, generation));
         });
     }
 }
 
-async fn accept_loop(listener: TcpListener, target: u16, watch: watch::Receiver<(Fault, u64)>) {
+async fn accept_loop(listener: TcpListener, target: u16, watch: watch::Receiver<Faults>) {
     let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let Ok((client, _)) = listener.accept().await else {
+        let Ok((client, peer)) = listener.accept().await else {
             continue;
         };
         while tasks.try_join_next().is_some() {}
-        let watch = watch.clone();
+        let link = Link {
+            source: peer.ip().to_canonical(),
+            watch: watch.clone(),
+        };
         tasks.spawn(async move {
-            let _ = connection(client, target, watch).await;
+            let _ = connection(client, target, link).await;
         });
     }
 }
 
-/// Waits while the fault is `Hold`; returns the fault that ended the wait.
-async fn past_hold(watch: &mut watch::Receiver<(Fault, u64)>) -> Fault {
-    loop {
-        let fault = watch.borrow_and_update().0;
-        if fault != Fault::Hold {
-            return fault;
-        }
-        if watch.changed().await.is_err() {
-            return Fault::Cut;
+/// What one connection sees of the proxy's faults: those of its source.
+#[derive(Clone)]
+struct Link {
+    source: IpAddr,
+    watch: watch::Receiver<Faults>,
+}
+
+impl Link {
+    fn now(&self) -> (Fault, u64) {
+        self.watch.borrow().of(self.source)
+    }
+
+    /// Waits for any change of the faults; false once the proxy is gone.
+    async fn changed(&mut self) -> bool {
+        self.watch.changed().await.is_ok()
+    }
+
+    /// Waits while the fault is `Hold`; returns the fault that ended the wait.
+    async fn past_hold(&mut self) -> Fault {
+        loop {
+            let fault = self.watch.borrow_and_update().of(self.source).0;
+            if fault != Fault::Hold {
+                return fault;
+            }
+            if !self.changed().await {
+                return Fault::Cut;
+            }
         }
     }
 }
 
-async fn connection(
-    client: TcpStream,
-    target: u16,
-    mut watch: watch::Receiver<(Fault, u64)>,
-) -> io::Result<()> {
-    if matches!(past_hold(&mut watch).await, Fault::Cut) {
+async fn connection(client: TcpStream, target: u16, mut link: Link) -> io::Result<()> {
+    if matches!(link.past_hold().await, Fault::Cut) {
         return Ok(());
     }
-    let generation = watch.borrow().1;
+    let generation = link.now().1;
     let server = tokio::time::timeout(
         CONNECT_TIMEOUT,
         TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, target))),
@@ -118,8 +167,8 @@ async fn connection(
     let (sr, sw) = server.into_split();
     // Either direction ending (or a reset) ends both: dropping the halves closes the sockets.
     tokio::select! {
-        _ = pump(cr, sw, watch.clone(), generation) => {}
-        _ = pump(sr, cw, watch, generation) => {}
+        _ = pump(cr, sw, link.clone(), generation) => {}
+        _ = pump(sr, cw, link, generation) => {}
     }
     Ok(())
 }
@@ -128,18 +177,18 @@ async fn connection(
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut watch: watch::Receiver<(Fault, u64)>,
+    mut link: Link,
     generation: u64,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = tokio::select! {
             read = from.read(&mut buf) => read?,
-            changed = watch.changed() => {
-                if changed.is_err() {
+            changed = link.changed() => {
+                if !changed {
                     return Ok(());
                 }
-                let (fault, g) = *watch.borrow_and_update();
+                let (fault, g) = link.now();
                 if g != generation && matches!(fault, Fault::Cut | Fault::Drop) {
                     return Ok(());
                 }
@@ -150,8 +199,8 @@ async fn pump(
             let _ = to.shutdown().await;
             return Ok(());
         }
-        match past_hold(&mut watch).await {
-            Fault::Cut | Fault::Drop if watch.borrow().1 != generation => return Ok(()),
+        match link.past_hold().await {
+            Fault::Cut | Fault::Drop if link.now().1 != generation => return Ok(()),
             Fault::Delay(d) => tokio::time::sleep(d).await,
             _ => {}
         }
@@ -232,5 +281,48 @@ mod tests {
             "ECHO:g",
             "but lets new ones through"
         );
+    }
+
+    /// A client of the proxy connected from `source`.
+    async fn client_from(source: &str, port: u16, t: Duration) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(source.parse().unwrap(), 0))
+            .unwrap();
+        let stream = socket
+            .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+            .await
+            .unwrap();
+        Client::new(stream, t)
+    }
+
+    #[tokio::test]
+    async fn a_fault_for_one_source_leaves_the_others_alone() {
+        let target = echo_server().await;
+        let proxy = Proxy::start(target).await.unwrap();
+        let t = Duration::from_millis(300);
+        let mut peer = client_from("127.0.0.7", proxy.port(), t).await;
+        let mut other = client_from("127.0.0.1", proxy.port(), t).await;
+        assert_eq!(peer.request("a").await.unwrap(), "ECHO:a");
+        assert_eq!(other.request("b").await.unwrap(), "ECHO:b");
+
+        proxy.set_from("127.0.0.7".parse().unwrap(), Fault::Cut);
+        assert!(peer.request("c").await.is_err(), "the cut source is reset");
+        assert_eq!(
+            other.request("d").await.unwrap(),
+            "ECHO:d",
+            "another source's connection goes on"
+        );
+        let mut again = client_from("127.0.0.7", proxy.port(), t).await;
+        assert!(
+            again.request("e").await.is_err(),
+            "and the cut source is refused"
+        );
+        let mut fresh = client_from("127.0.0.1", proxy.port(), t).await;
+        assert_eq!(fresh.request("f").await.unwrap(), "ECHO:f");
+
+        proxy.set(Fault::None);
+        let mut healed = client_from("127.0.0.7", proxy.port(), t).await;
+        assert_eq!(healed.request("g").await.unwrap(), "ECHO:g");
     }
 }

@@ -6,7 +6,7 @@
 //! succeeded, so nothing was tested) and [`EXIT_ERROR`] (the check could not run); a bad
 //! command line exits with 2 like every ditto command.
 
-use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,10 +24,10 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use tokio::time::Instant;
 
-use crate::check::nemesis::{FaultEvent, FaultKind, Links, Nemesis};
+use crate::check::nemesis::{FaultEvent, FaultKind, Links, Member, Nemesis};
 use crate::check::proxy::Proxy;
 use crate::check::workload::{self, ClientSpec, Workload};
-use crate::cluster::{self, LocalCluster};
+use crate::cluster::{self, LocalCluster, ServerSpec};
 
 /// Every check passed.
 pub const EXIT_OK: u8 = 0;
@@ -79,8 +79,10 @@ pub struct CheckArgs {
     /// Seed of the workload's and the nemesis's random choices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Faults to inject, comma-separated: kill (a backup), kill-primary, pause, partition.
-    /// Only for the cluster ditto check starts.
+    /// Faults to inject, comma-separated: kill (a backup), kill-primary, pause (any server),
+    /// pause-primary, isolate-primary (from the other members; its clients still reach it),
+    /// partition (a minority of the members from the rest), clients (a server from its
+    /// clients), or all. Only for the cluster ditto check starts.
     #[arg(long, value_delimiter = ',')]
     nemesis: Vec<FaultKind>,
     /// Mean seconds between faults.
@@ -161,7 +163,7 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             };
             let mut servers = vec![primary];
             servers.extend(&args.backups);
-            let clients = specs(&servers, args.clients_per_server, |p| p);
+            let clients = specs_for(&servers, args.clients_per_server, |p| p);
             workload::run(&workload, &clients, recorder.clone()).await;
             (primary, initial, Vec::new(), None)
         }
@@ -188,7 +190,7 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     )
 }
 
-fn specs(servers: &[u16], per_server: u16, dial: impl Fn(u16) -> u16) -> Vec<ClientSpec> {
+fn specs_for(servers: &[u16], per_server: u16, dial: impl Fn(u16) -> u16) -> Vec<ClientSpec> {
     let mut clients = Vec::new();
     for &server in servers {
         for _ in 0..per_server {
@@ -251,8 +253,21 @@ async fn initial_value(primary: u16, timeout: Duration) -> anyhow::Result<i64> {
 /// ditto check's own).
 type RunResult = (u16, i64, Vec<FaultEvent>, Option<Result<String, String>>);
 
+/// The address member `i` of a cluster of `ditto check`'s own connects to the others from:
+/// one of its own, so that the proxies can tell the members apart (Linux routes all of
+/// 127.0.0.0/8 to the loopback interface).
+fn source_of(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11 + i as u8))
+}
+
 /// Starts a cluster behind proxies, runs the workload with the nemesis, heals, and checks that
 /// the replicas converge.
+///
+/// Every server listens on a port of its own and is known to the group and to the clients by
+/// the port of a proxy in front of it (`--advertise`); it connects to the others from an address
+/// of its own (`--source-addr`). So every link, member to member or clients to member, goes
+/// through the proxy of the server it reaches, which can tell who is calling and break the link
+/// from one member, from several, or from the clients alone.
 async fn managed(
     args: &CheckArgs,
     workload: &Workload,
@@ -261,30 +276,47 @@ async fn managed(
 ) -> anyhow::Result<RunResult> {
     let n = args.cluster_backups as usize;
     let ports = free_ports(n + 1)?;
-    let primary = ports[0];
     let mut links = Links::default();
-    let mut backups = Vec::new();
-    for &port in &ports[1..] {
-        let proxy = Proxy::start(primary).await?;
-        backups.push((port, proxy.port()));
-        links.to_primary.insert(port, proxy);
+    for (i, &port) in ports.iter().enumerate() {
+        links.members.push(Member {
+            port,
+            proxy: Proxy::start(port).await?,
+            source: source_of(i),
+        });
     }
-    for &port in &ports {
-        links.from_clients.insert(port, Proxy::start(port).await?);
-    }
-    let mut cluster =
-        LocalCluster::start_with(primary, &backups, &args.server_log_level, false).await?;
-    let initial = initial_value(primary, workload.timeout).await?;
+    let known = |i: usize| links.members[i].proxy.port();
+    let specs: Vec<ServerSpec> = links
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut spec = if i == 0 {
+                ServerSpec::primary(m.port)
+            } else {
+                let mut spec = ServerSpec::backup(m.port, known(0));
+                spec.args[2] = format!("127.0.0.1:{}", known(0));
+                spec
+            };
+            spec.advertised = known(i);
+            spec.args.extend([
+                "--advertise".to_owned(),
+                format!("127.0.0.1:{}", known(i)),
+                "--source-addr".to_owned(),
+                m.source.to_string(),
+            ]);
+            spec
+        })
+        .collect();
+    let logs = cluster::Logs::Inherit;
+    let mut cluster = LocalCluster::start_servers(&specs, &args.server_log_level, logs).await?;
+    let initial = initial_value(ports[0], workload.timeout).await?;
     let workload = &Workload {
         tag: workload::tag_after(initial),
         ..workload.clone()
     };
-    let dial: BTreeMap<u16, u16> = links
-        .from_clients
-        .iter()
-        .map(|(port, proxy)| (*port, proxy.port()))
-        .collect();
-    let clients = specs(&ports, args.clients_per_server, |p| dial[&p]);
+    // Clients name a server by the port the group knows it by, and dial it there.
+    let known_ports: Vec<u16> = (0..ports.len()).map(known).collect();
+    let clients = specs_for(&known_ports, args.clients_per_server, |p| p);
     let nemesis = Nemesis {
         kinds: args.nemesis.clone(),
         interval: Duration::from_secs_f64(args.nemesis_interval),
@@ -300,39 +332,32 @@ async fn managed(
     let faults = faults?;
     let converged = converge(&mut cluster).await;
     cluster.stop().await;
-    Ok((primary, initial, faults, Some(converged)))
+    Ok((known(0), initial, faults, Some(converged)))
 }
 
 /// Waits (bounded) until the primary, whichever server it is now (a fault may have moved the
 /// role), has every other server in its active set, and every one of them has applied the
 /// primary's last entry and holds its value.
 async fn converge(cluster: &mut LocalCluster) -> Result<String, String> {
-    let mut servers = vec![cluster.primary];
-    servers.extend(&cluster.backups);
+    if let Err(e) = cluster.await_synced().await {
+        return Err(format!("backups did not rejoin: {e}"));
+    }
+    let first = cluster.servers.first().map(|s| s.port);
     let field = |status: &str, key: &str| cluster::status_field(status, key).map(str::to_owned);
-    let deadline = Instant::now() + cluster::START_TIMEOUT + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut statuses = Vec::new();
-        for &port in &servers {
-            statuses.push((port, cluster::status(port).await.unwrap_or_default()));
-        }
-        let primary = statuses
-            .iter()
-            .find(|(_, s)| field(s, "role").as_deref() == Some("primary"));
+        let (primary, p) = cluster.primary_now().await.unwrap_or_default();
+        let want = (field(&p, "last"), field(&p, "value"));
         let mut seen = Vec::new();
-        let mut synced = false;
-        let mut want = (None, None);
-        if let Some((p, ps)) = primary {
-            let others: Vec<u16> = servers.iter().copied().filter(|s| s != p).collect();
-            synced = cluster::backups_synced(ps, &others);
-            want = (field(ps, "last"), field(ps, "value"));
-            for (port, s) in statuses.iter().filter(|(port, _)| port != p) {
-                seen.push((*port, field(s, "applied"), field(s, "value")));
-            }
+        for server in cluster.servers.iter().filter(|s| s.port != primary) {
+            let s = cluster::status(server.port).await.unwrap_or_default();
+            seen.push((server.advertised, field(&s, "applied"), field(&s, "value")));
         }
-        if synced && want.0.is_some() && seen.iter().all(|(_, a, v)| (a, v) == (&want.0, &want.1)) {
-            let moved = match primary {
-                Some((p, _)) if *p != cluster.primary => format!(" (the primary is now :{p})"),
+        if want.0.is_some() && seen.iter().all(|(_, a, v)| (a, v) == (&want.0, &want.1)) {
+            let moved = match cluster.servers.iter().find(|s| s.port == primary) {
+                Some(s) if Some(primary) != first => {
+                    format!(" (the primary is now :{})", s.advertised)
+                }
                 _ => String::new(),
             };
             return Ok(format!(
@@ -342,16 +367,10 @@ async fn converge(cluster: &mut LocalCluster) -> Result<String, String> {
             ));
         }
         if Instant::now() > deadline {
-            return Err(match primary {
-                None => "no server is the primary".to_owned(),
-                Some((p, _)) if !synced => {
-                    format!("backups did not rejoin the primary :{p}")
-                }
-                Some((p, _)) => format!(
-                    "replicas differ: primary :{p} last={:?} value={:?}, others {:?}",
-                    want.0, want.1, seen
-                ),
-            });
+            return Err(format!(
+                "replicas differ: primary last={:?} value={:?}, backups {:?}",
+                want.0, want.1, seen
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

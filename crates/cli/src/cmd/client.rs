@@ -46,7 +46,7 @@ Commands (a friendly form, or the raw protocol line):
   read               READ         the server's value
   write <n>          WRITE:<n>    set the value to n (a 64-bit integer)
   status             STATUS       role, sequence numbers, backups
-  connect <port>                  talk to the server on another port
+  connect <port>|<host:port>      talk to another server
   help                            this text
   quit, exit, Ctrl-D              leave
 Any other line is sent unchanged.";
@@ -63,7 +63,7 @@ pub enum Typed {
     /// Send this protocol line.
     Send(String),
     Help,
-    Connect(u16),
+    Connect(Addr),
     Quit,
     /// A blank line.
     Nothing,
@@ -89,8 +89,8 @@ pub fn interpret(line: &str) -> Result<Typed, String> {
         ("update", false) => one_arg("UPDATE"),
         ("join", _) => Err(JOIN_REFUSED.into()),
         ("connect", _) => match rest.as_slice() {
-            [p] => super::port(p).map(Typed::Connect),
-            _ => Err("usage: connect <port>".into()),
+            [p] => super::addr(p).map(Typed::Connect),
+            _ => Err("usage: connect <port> or connect <host>:<port>".into()),
         },
         _ => Ok(Typed::Send(line.trim_end_matches(['\r', '\n']).to_owned())),
     }
@@ -142,10 +142,10 @@ impl Session {
         self.group.reconnect().await
     }
 
-    /// Talks to `port` from now on, if a connection to it can be made; otherwise nothing
+    /// Talks to `server` from now on, if a connection to it can be made; otherwise nothing
     /// changes, and the session stays with its server.
-    pub async fn connect(&mut self, port: u16) -> Result<(), ClientError> {
-        self.group.switch_to(Addr::local(port)).await
+    pub async fn connect(&mut self, server: Addr) -> Result<(), ClientError> {
+        self.group.switch_to(server).await
     }
 }
 
@@ -292,10 +292,10 @@ async fn step(session: &mut Session, line: &str, mode: Mode) -> Step {
             ));
             Step::Done { ok: false }
         }
-        Ok(Typed::Connect(port)) => match session.connect(port).await {
+        Ok(Typed::Connect(server)) => match session.connect(server.clone()).await {
             Ok(()) => {
                 if mode == Mode::Prompt {
-                    mode.note(&format!("Now talking to port {port}."));
+                    mode.note(&format!("Now talking to {}.", name(&server)));
                 }
                 Step::Done { ok: true }
             }
@@ -303,7 +303,7 @@ async fn step(session: &mut Session, line: &str, mode: Mode) -> Step {
                 let still = session.name();
                 mode.note(&format!(
                     "{}; still talking to {still}.",
-                    describe(&Addr::local(port), &e)
+                    describe(&server, &e)
                 ));
                 Step::Done { ok: false }
             }
@@ -459,7 +459,14 @@ mod tests {
         assert_eq!(interpret("write 5"), send("WRITE:5"));
         assert_eq!(interpret("Write -7"), send("WRITE:-7"));
         assert_eq!(interpret("status"), send("STATUS"));
-        assert_eq!(interpret("connect 7001"), Ok(Typed::Connect(7001)));
+        assert_eq!(
+            interpret("connect 7001"),
+            Ok(Typed::Connect(Addr::local(7001)))
+        );
+        assert_eq!(
+            interpret("connect db1:7001"),
+            Ok(Typed::Connect("db1:7001".parse().unwrap()))
+        );
         assert_eq!(interpret("help"), Ok(Typed::Help));
         assert_eq!(interpret("quit"), Ok(Typed::Quit));
         assert_eq!(interpret(""), Ok(Typed::Nothing));

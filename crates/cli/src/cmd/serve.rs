@@ -18,15 +18,26 @@ pub struct NetArgs {
     #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
     bind: IpAddr,
     /// The host (name or IP) the other members and clients reach this server at, if not the
-    /// bind address. Needed with a wildcard bind address.
-    #[arg(long, value_name = "HOST")]
+    /// bind address, and its port there if not the one it listens on (`HOST:PORT`, for a
+    /// forwarded port). Needed with a wildcard bind address.
+    #[arg(long, value_name = "HOST[:PORT]")]
     advertise: Option<String>,
+    /// The address this server connects to the other members from, if not the one the system
+    /// picks (as Redis's bind-source-addr): on a host with several addresses, the one the
+    /// others expect.
+    #[arg(long, value_name = "IP")]
+    source_addr: Option<IpAddr>,
 }
 
 impl NetArgs {
     /// The address this server is known by.
     fn advertised(&self, port: u16) -> anyhow::Result<Addr> {
         let host = match &self.advertise {
+            Some(text) if has_port(text) => {
+                return text
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--advertise {text}: {e}"));
+            }
             Some(host) => host.clone(),
             None if self.bind.is_unspecified() => anyhow::bail!(
                 "--bind {} listens on every address; say which one the others reach with --advertise HOST",
@@ -36,6 +47,12 @@ impl NetArgs {
         };
         Addr::new(&host, port).map_err(|e| anyhow::anyhow!("--advertise {host}: {e}"))
     }
+}
+
+/// Whether an `--advertise` text names a port: `host:port` or `[v6]:port`, but not a bare
+/// IPv6 address, whose colons are its own.
+fn has_port(text: &str) -> bool {
+    text.starts_with('[') && text.contains("]:") || text.matches(':').count() == 1
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +124,7 @@ async fn run(
 ) -> anyhow::Result<ExitCode> {
     let net = TokioNet {
         host: net_args.bind,
+        source: net_args.source_addr,
     };
     let listener = bind(&net, port).await?;
     match &contact {
@@ -156,5 +174,31 @@ async fn stop(exit_on_eof: bool) {
         _ = tokio::signal::ctrl_c() => {}
         () = sigterm => {}
         () = stdin_closed => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(bind: &str, advertise: Option<&str>) -> NetArgs {
+        NetArgs {
+            bind: bind.parse().unwrap(),
+            advertise: advertise.map(str::to_owned),
+            source_addr: None,
+        }
+    }
+
+    #[test]
+    fn the_advertised_address_takes_a_host_and_maybe_a_port() {
+        let at = |bind, advertise| net(bind, advertise).advertised(7000).map(|a| a.to_string());
+        assert_eq!(at("127.0.0.1", None).unwrap(), "127.0.0.1:7000");
+        assert_eq!(at("0.0.0.0", Some("db1")).unwrap(), "db1:7000");
+        assert_eq!(at("0.0.0.0", Some("db1:17000")).unwrap(), "db1:17000");
+        assert_eq!(at("::", Some("::1")).unwrap(), "[::1]:7000");
+        assert_eq!(at("::", Some("[::1]:17000")).unwrap(), "[::1]:17000");
+        assert!(at("0.0.0.0", None).is_err(), "a wildcard needs --advertise");
+        assert!(at("0.0.0.0", Some("db1:0")).is_err());
+        assert!(at("0.0.0.0", Some("db1:x")).is_err());
     }
 }

@@ -460,9 +460,17 @@ pub struct Server {
 impl Server {
     /// Starts `ditto --exit-on-stdin-eof ARGS...` whose log is captured.
     pub fn spawn(name: &str, port: u16, args: &[String]) -> Server {
-        let mut child = Command::new(bin())
-            .arg("--exit-on-stdin-eof")
-            .args(args)
+        let mut command = Command::new(bin());
+        command.arg("--exit-on-stdin-eof").args(args);
+        Server::spawn_command(name, port, command)
+    }
+
+    /// Starts a server by a command of its own (one that runs `ditto` in a network namespace,
+    /// say), handled as [`Server::spawn`] handles `ditto`: its log captured, its stdin held, and
+    /// the process killed and reaped when dropped. The command must become the server process
+    /// itself (exec it, not fork it), since that is the process that is killed.
+    pub fn spawn_command(name: &str, port: u16, mut command: Command) -> Server {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -625,8 +633,15 @@ impl Outcome {
 
 /// Runs `ditto ARGS...` to completion with `input` on stdin, killing it after `timeout`.
 pub fn run(args: &[&str], input: &[u8], timeout: Duration) -> Outcome {
-    let mut child = Command::new(bin())
-        .args(args)
+    let mut command = Command::new(bin());
+    command.args(args);
+    run_command(command, input, timeout)
+}
+
+/// Runs `command` to completion with `input` on stdin, killing it after `timeout`.
+pub fn run_command(mut command: Command, input: &[u8], timeout: Duration) -> Outcome {
+    let what = format!("{command:?}");
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -640,7 +655,7 @@ pub fn run(args: &[&str], input: &[u8], timeout: Duration) -> Outcome {
         let _ = stdin.write_all(input);
     }
     let status = wait_exit(&mut child, timeout)
-        .unwrap_or_else(|| panic!("`ditto {}` did not exit within {timeout:?}", args.join(" ")));
+        .unwrap_or_else(|| panic!("{what} did not exit within {timeout:?}"));
     join_readers(vec![out_thread, err_thread]);
     Outcome {
         status,

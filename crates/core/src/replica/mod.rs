@@ -623,7 +623,11 @@ impl Replica {
             } => {
                 self.group = group;
                 self.view = self.view.max(view);
-                let first = primary.unwrap_or_else(|| from.clone());
+                // The group may still name this replica as its primary: it restarted before
+                // the others noticed. Then the member that answered is the one to ask.
+                let first = primary
+                    .filter(|p| *p != self.cfg.addr)
+                    .unwrap_or_else(|| from.clone());
                 self.start_recovery(first);
             }
             JoinAnswer::Failed(why) => {
@@ -633,7 +637,8 @@ impl Replica {
                         format!("cannot join through {from} ({why}); retrying"),
                     );
                 }
-                self.arm_retry();
+                // The retry timer was armed when this JOIN went out; arming it again here
+                // would advance the backoff twice for one attempt.
             }
         }
     }
@@ -670,6 +675,7 @@ impl Replica {
                 rec.syncing = None;
                 let nonce = rec.nonce;
                 let mut to: Vec<Addr> = vec![rec.first.clone()];
+                to.extend(self.cfg.contact.clone());
                 if let Some(c) = &rec.config {
                     to.extend(c.voters().map(|(_, m)| m.addr.clone()));
                 }
