@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cluster::*;
 use ditto_core::replica::log::Tag;
 use ditto_core::replica::msg::Msg;
-use ditto_core::{Effect, JoinAnswer, Millis, Replica, ReplicaConfig, Status, WriteOutcome};
+use ditto_core::{Addr, Effect, JoinAnswer, Millis, Replica, ReplicaConfig, Status, WriteOutcome};
 
 #[test]
 fn a_group_forms_and_every_replica_applies_each_write() {
@@ -567,4 +567,65 @@ fn a_read_waiting_for_the_commit_point_ends_when_the_primary_goes_silent() {
     c.run_until(1_000, |c| c.node(7001).barrier_passed(barrier))
         .expect("the read was held past the backup's lease");
     assert!(c.node(7001).read().is_err());
+}
+
+/// A switchover asked for just after the group formed, in a group of three, hands the primary
+/// role to the backup named and to no other.
+#[test]
+fn a_switchover_right_after_forming_goes_to_the_backup_named() {
+    for wait in [0, 5, 10, 20, 50, 100, 150, 200, 300] {
+        for to in [7001, 7002] {
+            let mut c = three();
+            assert_eq!(c.write_and_wait(7000, 5, 1_000), Some(WriteOutcome::Done));
+            c.run(wait);
+            c.node_mut(7000).failover(Some(addr(to))).expect("starts");
+            let took = c.run_until(500, |c| c.node(to).is_primary());
+            assert!(
+                took.is_some(),
+                "after {wait} ms, {to} did not take over:\n{}",
+                c.dump()
+            );
+        }
+    }
+}
+
+/// The primary's `Handover` and another member's messages of the next view reach the backup
+/// named on different connections, in either order: a message of the next view from the other
+/// backup may arrive first. The named backup must take over all the same (it used to drop the
+/// `Handover` as stale, and the group elected someone else a second later).
+#[test]
+fn a_handover_overtaken_by_the_next_view_still_goes_to_the_backup_named() {
+    let mut c = three();
+    assert_eq!(c.write_and_wait(7000, 5, 1_000), Some(WriteOutcome::Done));
+    let to = addr(7002);
+    c.node_mut(7000).failover(Some(to.clone())).expect("starts");
+    c.drain(&addr(7000));
+    let is_handover = |(from, dest, msg): &(Addr, Addr, Msg)| {
+        *from == addr(7000) && *dest == to && matches!(msg, Msg::Handover { .. })
+    };
+    let i = c
+        .queue
+        .iter()
+        .position(is_handover)
+        .expect("a handover to the backup named");
+    let held = c.queue.remove(i).unwrap();
+    // Everything else moves first: 7001 learns of the handover and tells 7002 of the new view.
+    let mut rest: Vec<_> = c.queue.drain(..).collect();
+    while !rest.is_empty() {
+        for (from, dest, msg) in rest.drain(..) {
+            if let Some(Some(r)) = c.nodes.get_mut(&dest) {
+                let _ = r.on_msg(c.now, from, msg);
+            }
+        }
+        let now = Millis(c.now.0 + 1);
+        for port in [7000, 7001, 7002] {
+            c.node_mut(port).tick(now);
+            c.drain(&addr(port));
+        }
+        rest = c.queue.drain(..).filter(|m| !is_handover(m)).collect();
+    }
+    c.queue.push_back(held);
+    let took = c.run_until(300, |c| c.node(7002).is_primary());
+    assert!(took.is_some(), "7002 did not take over:\n{}", c.dump());
+    assert_eq!(c.node(7002).value(), 5);
 }

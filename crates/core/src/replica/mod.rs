@@ -925,7 +925,12 @@ impl Replica {
             self.view = view;
             self.voted_for = None;
         }
-        self.primary = None;
+        if let Some(p) = self.primary.take()
+            && p != self.cfg.addr
+        {
+            // Whom a handover of the next view may come from.
+            self.prev_primary = Some(p);
+        }
         self.synced = false;
         self.votes.clear();
         self.status = Status::ViewChange;
@@ -1295,16 +1300,22 @@ impl Replica {
         }
     }
 
+    /// The primary this replica followed hands its role to `to` for the current view (the
+    /// message's view, which the generic check moved this replica to).
     fn on_handover(&mut self, from: Addr, to: Addr) {
-        if self.primary.as_ref() != Some(&from) {
+        let followed = self.primary.as_ref().or(self.prev_primary.as_ref());
+        if followed != Some(&from) {
             return;
         }
-        // The primary is leaving: as if it had gone silent, at once.
-        self.heard_primary = Millis(0);
+        // The primary is leaving: reads stop at once. The target campaigns now; the others
+        // give it an election timeout before they would (as if they had just heard from the
+        // primary), rather than race it.
         self.lease_until = self.now;
         if to == self.cfg.addr {
-            self.campaign();
+            self.heard_primary = Millis(0);
+            self.campaign_in(self.view);
         } else {
+            self.heard_primary = self.now;
             self.arm_election();
         }
     }
@@ -1406,12 +1417,23 @@ impl Replica {
 
     /// Moves to the next view and asks every voter for its vote in it.
     fn campaign(&mut self) {
-        if !self.may_lead() {
+        self.campaign_in(self.view + 1);
+    }
+
+    /// Asks for votes to lead `view`: the next one, or the current one when the primary of the
+    /// last handed it over and this replica has voted for no one in it yet.
+    fn campaign_in(&mut self, view: View) {
+        if !self.may_lead()
+            || view < self.view
+            || view == self.view
+                && (self.status != Status::ViewChange
+                    || self.voted_for.as_ref().is_some_and(|v| *v != self.cfg.addr))
+        {
             return;
         }
         let config = self.log.config().clone();
         let followed = self.primary.clone().or(self.prev_primary.take());
-        self.step_down(self.view + 1, "starting a view change");
+        self.step_down(view, "starting a view change");
         self.prev_primary = followed;
         self.voted_for = Some(self.cfg.addr.clone());
         self.votes = BTreeSet::from([self.cfg.addr.clone()]);
@@ -1855,26 +1877,29 @@ impl Replica {
             return;
         }
         let config = self.log.config().clone();
-        for (_, m) in config.voters() {
-            if m.addr != self.cfg.addr {
-                self.send(
-                    m.addr.clone(),
-                    Msg::Handover {
-                        view: self.view,
-                        to: target.clone(),
-                    },
-                );
-            }
-        }
         self.log(LogLevel::Info, format!("handed over to {target}"));
         let view = self.view;
         self.step_down(view, "switchover");
         // Vote for the target in the next view; campaign for nothing.
         self.view = view + 1;
-        self.voted_for = Some(target);
+        self.voted_for = Some(target.clone());
         self.timers.clear(Timer::ViewChange);
         let at = self.now.after(2 * self.cfg.timeouts.election_timeout);
         self.timers.set(Timer::ViewChange, at);
+        // The handover names the view the target is to lead: a member may hear of that view
+        // from another member first (on another connection), and the handover must still
+        // count then, not be refused as a message of an older view.
+        for (_, m) in config.voters() {
+            if m.addr != self.cfg.addr {
+                self.send(
+                    m.addr.clone(),
+                    Msg::Handover {
+                        view: view + 1,
+                        to: target.clone(),
+                    },
+                );
+            }
+        }
     }
 
     // --------------------------------------------------------------------------------------
