@@ -3,8 +3,8 @@
 //! # What runs
 //!
 //! Each test runs many *seeds*; a seed is one complete simulation under
-//! [turmoil](https://docs.rs/turmoil/0.7). The unchanged driver and core (`run_primary`,
-//! `run_backup`) run on simulated hosts: the primary on `n7000`, backups on `n7001` and `n7002`,
+//! [turmoil](https://docs.rs/turmoil/0.7). The unchanged driver and core (`run_node`, with the
+//! node and its view-based replica) run on simulated hosts: the primary on `n7000`, backups on `n7001` and `n7002`,
 //! reaching each other through [`ditto_server::Net`] implemented over turmoil's TCP (a port
 //! names a host). The client host `c7000` runs the two clients of the primary, `c7001` and
 //! `c7002` those of the backups; each client sticks to its server and makes 30 requests through
@@ -16,8 +16,9 @@
 //! client reconnects.
 //!
 //! Every run's history is checked with the checkers `ditto check` uses: it must be sequentially
-//! consistent (`seqcst::check`), and the writes together with the reads the primary answered
-//! must not violate linearizability (`linearizable::check`).
+//! consistent (`seqcst::check`), and the writes together with the reads a primary answered
+//! under its lease (the clients of `n7000` read with `READ:linearizable`, answered by no one
+//! else) must not violate linearizability (`linearizable::check`), through every fault.
 //!
 //! # Fault model
 //!
@@ -72,7 +73,7 @@
 //! With `DITTO_SIM_SEED` set a test runs only that seed and prints the fault schedule, the
 //! verdicts and the whole history (add `--nocapture` to see them when it passes). The history
 //! is also written as JSON lines to `target/tmp/simulation/<test>-<seed>.jsonl`, next to an
-//! HTML timeline; `cargo run -p ditto -- check --history <file> --primary 7000` re-checks it.
+//! HTML timeline; `cargo run -p ditto -- check --history <file>` re-checks it.
 //! `DITTO_SIM_LOG=info` (any `tracing` filter) adds the servers' logs, stamped with the host
 //! and the simulated time. Simulated time and every random choice come from the seed, so the
 //! replay is exact.

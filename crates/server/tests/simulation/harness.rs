@@ -158,17 +158,7 @@ pub struct Run {
     pub error: Option<String>,
 }
 
-impl Run {
-    /// Until when port 7000 is surely the primary: the first fault (simulated nanoseconds, the
-    /// history's clock).
-    pub fn primary_until_ns(&self) -> u64 {
-        self.faults
-            .iter()
-            .map(|t| t.at.as_nanos() as u64)
-            .min()
-            .unwrap_or(u64::MAX)
-    }
-}
+impl Run {}
 
 /// Runs the whole simulation of `seed`.
 pub fn simulate(sc: &Scenario, seed: u64) -> Run {
@@ -289,19 +279,15 @@ pub struct Verdicts {
 
 impl Verdicts {
     /// Checks `history` as `ditto check` does: sequential consistency of everything, and
-    /// linearizability of every write plus the reads the primary answered. Port 7000 is the
-    /// primary until the first fault (a fault may move the primary role, and reads at a backup
-    /// are only sequentially consistent), so its reads count that long.
-    pub fn of(history: &History, primary_until_ns: u64) -> Result<Verdicts, String> {
+    /// linearizability of every write plus the reads a primary answered under its lease (the
+    /// `READ:linearizable` of the clients of port 7000, whichever role it has by then).
+    pub fn of(history: &History) -> Result<Verdicts, String> {
         let invalid = |e| format!("the history is invalid (a harness bug): {e}");
         Ok(Verdicts {
             seqcst: seqcst::check(history).map_err(invalid)?,
             linearizable: linearizable::check(
                 history,
-                |op| {
-                    op.kind == OpKind::Write
-                        || (op.server == Some(PRIMARY) && op.end_ns() < primary_until_ns)
-                },
+                |op| op.kind == OpKind::Write || op.linearizable,
                 &linearizable::Config::default(),
             )
             .map_err(invalid)?,
@@ -464,7 +450,7 @@ pub fn run_seeds(sc: &Scenario) -> Summary {
     let mut summary = Summary::default();
     for seed in sc.seed_range() {
         let run = simulate(sc, seed);
-        let verdicts = Verdicts::of(&run.history, run.primary_until_ns());
+        let verdicts = Verdicts::of(&run.history);
         let problems = problems(sc, &run, &verdicts);
         summary.add(&run, &verdicts);
         let saved = (verbose || !problems.is_empty()).then(|| save(sc, &run, &verdicts));
@@ -564,7 +550,7 @@ fn save(sc: &Scenario, run: &Run, verdicts: &Result<Verdicts, String>) -> String
     });
     match written {
         Ok(()) => format!(
-            "history ({} ops): {}\ntimeline: {}\nre-check: cargo run -p ditto -- check --history {} --primary {PRIMARY}",
+            "history ({} ops): {}\ntimeline: {}\nre-check: cargo run -p ditto -- check --history {}",
             run.history.len(),
             jsonl.display(),
             html.display(),

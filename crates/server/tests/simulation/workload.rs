@@ -58,7 +58,9 @@ pub async fn client(
         // Unique and non-zero: the checkers identify a write by its value.
         let value = ((spec.id as i64) << 32) | k as i64;
         let invoke_ns = now_ns();
-        let (outcome, read) = attempt(&mut conn, spec.server, write, value, &timing).await;
+        let linearizable = !write && spec.server == crate::PRIMARY;
+        let (outcome, read) =
+            attempt(&mut conn, spec.server, write, linearizable, value, &timing).await;
         let (kind, value) = if write {
             (OpKind::Write, Some(value))
         } else {
@@ -72,7 +74,8 @@ pub async fn client(
             invoke_ns,
             return_ns: Some(now_ns()),
             outcome,
-            linearizable: false,
+            // Answered under the primary's lease: only a primary answers READ:linearizable.
+            linearizable: linearizable && outcome == Outcome::Ok,
         });
         if outcome != Outcome::Ok {
             // A late reply must never be taken for the next request's: start afresh.
@@ -85,11 +88,13 @@ pub async fn client(
 }
 
 /// Makes one request on the client's connection (opening one if needed) and classifies the
-/// answer as `ditto check`'s workload does.
+/// answer as `ditto check`'s workload does. A `linearizable` read is `READ:linearizable`,
+/// which only a primary under its lease answers.
 async fn attempt(
     conn: &mut Option<Client<TcpStream>>,
     server: u16,
     write: bool,
+    linearizable: bool,
     value: i64,
     timing: &ClientTiming,
 ) -> (Outcome, Option<i64>) {
@@ -106,6 +111,8 @@ async fn attempt(
     };
     let line = if write {
         format!("WRITE:{value}")
+    } else if linearizable {
+        "READ:linearizable".to_owned()
     } else {
         "READ".to_owned()
     };
