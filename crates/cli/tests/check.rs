@@ -38,6 +38,22 @@ fn check(args: &[&str], limit: Duration) -> Outcome {
     run(&all, b"", limit)
 }
 
+/// Runs `ditto check ARGS --out DIR` in a fresh scratch directory named after `name`, and
+/// requires that it passed: exit 0 and the OK verdict. Returns the outcome and the directory.
+fn passing_check(name: &str, args: &[&str], limit: Duration) -> (Outcome, PathBuf) {
+    let out_dir = scratch(name);
+    let mut all = args.to_vec();
+    all.extend(["--out", out_dir.to_str().unwrap()]);
+    let out = check(&all, limit);
+    assert!(
+        out.success() && out.stdout.contains("verdict     OK"),
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    (out, out_dir)
+}
+
 /// The number after `label` in the summary line that holds it.
 fn count(stdout: &str, label: &str) -> u64 {
     let line = stdout
@@ -54,23 +70,10 @@ fn count(stdout: &str, label: &str) -> u64 {
 
 #[test]
 fn a_healthy_cluster_passes_and_leaves_a_history_and_a_timeline() {
-    let out_dir = scratch("healthy");
-    let out = check(
-        &[
-            "--duration",
-            "2",
-            "--ops",
-            "1500",
-            "--out",
-            out_dir.to_str().unwrap(),
-        ],
+    let (out, out_dir) = passing_check(
+        "healthy",
+        &["--duration", "2", "--ops", "1500"],
         Duration::from_secs(60),
-    );
-    assert!(
-        out.success(),
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout,
-        out.stderr
     );
     assert!(out.stdout.contains("verdict     OK"), "{}", out.stdout);
     assert!(
@@ -223,8 +226,8 @@ fn a_check_of_ports_with_no_server_cannot_run() {
 /// sequentially consistent and the replicas must converge once the faults are healed.
 #[test]
 fn faults_do_not_break_consistency() {
-    let out_dir = scratch("nemesis");
-    let out = check(
+    let (out, out_dir) = passing_check(
+        "nemesis",
         &[
             "--duration",
             "6",
@@ -238,16 +241,8 @@ fn faults_do_not_break_consistency() {
             "0.4",
             "--seed",
             "2",
-            "--out",
-            out_dir.to_str().unwrap(),
         ],
         Duration::from_secs(120),
-    );
-    assert!(
-        out.success(),
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout,
-        out.stderr
     );
     let injected = count(&out.stdout, "injected");
     assert!(injected >= 3, "{}", out.stdout);
@@ -300,8 +295,8 @@ fn the_clients_follow_a_new_primary_and_the_replicas_converge_on_it() {
 /// that the new one does not hold, so the history stays linearizable.
 #[test]
 fn isolating_the_primary_moves_it_and_loses_nothing() {
-    let out_dir = scratch("isolate");
-    let out = check(
+    let (out, _) = passing_check(
+        "isolate",
         &[
             "--duration",
             "9",
@@ -315,16 +310,8 @@ fn isolating_the_primary_moves_it_and_loses_nothing() {
             "1.6",
             "--seed",
             "3",
-            "--out",
-            out_dir.to_str().unwrap(),
         ],
         Duration::from_secs(120),
-    );
-    assert!(
-        out.success(),
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout,
-        out.stderr
     );
     let isolated: Vec<&str> = out
         .stdout
