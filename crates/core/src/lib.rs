@@ -31,4 +31,6 @@ pub use event::{ConnId, Input, LogLevel, Machine, Millis, Output};
 pub use node::{Node, NodeConfig};
 pub use op::{Op, Register, Seq};
 pub use primary::{Primary, PrimaryConfig};
-pub use replica::{Effect, JoinAnswer, Replica, ReplicaConfig, Status, Timeouts, WriteOutcome};
+pub use replica::{
+    Bugs, Effect, JoinAnswer, Replica, ReplicaConfig, Status, Timeouts, WriteOutcome,
+};
