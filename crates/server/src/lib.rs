@@ -13,5 +13,5 @@ pub mod driver;
 pub mod net;
 
 pub use client::{Client, ClientError, Conclusion};
-pub use driver::{DriverConfig, run_backup, run_node, run_primary};
+pub use driver::{DriverConfig, run_node};
 pub use net::{Listener, Net, TokioNet};
