@@ -635,8 +635,9 @@ fn a_restarted_primary_recovers_as_a_backup() {
     assert_eq!(n, 14_828);
 }
 
-/// The scenario the election bugs need: a backup cut off long enough to be removed from the
-/// active set, the write committed without it, the cut healed and the primary crashed.
+/// The scenario the election bugs need: the primary may crash, and a backup may be cut off
+/// (long enough to be removed from the active set, or while a new primary streams to it) and
+/// healed.
 fn removal_then_crash(bugs: Bugs) -> Setup {
     Setup {
         crashable: vec![0],
@@ -665,7 +666,10 @@ fn seeded_bug_a_stale_primary_acknowledges() {
 }
 
 /// Seeded bug 1: voters do not compare logs, and a new primary can be elected without the
-/// acknowledged write.
+/// acknowledged write. The counterexample: the primary crashes once the write is committed but
+/// before the backups learn so; the backup elected next sends the other a snapshot of what it
+/// has applied, and the cut comes before the entries after it (the write among them); once
+/// healed, that backup, still in the active set and with the shorter log, wins the next view.
 #[test]
 fn seeded_bug_a_new_primary_without_the_longest_log() {
     let setup = removal_then_crash(Bugs {
