@@ -10,25 +10,24 @@
 //! binary, under a simulated network in deterministic tests, and under a model checker that explores
 //! every interleaving of a small configuration.
 //!
-//! The two roles of the seed protocol are [`Primary`] and [`Backup`]. Both share the wire codec
-//! ([`wire`]), the replicated state machine ([`op`]) and the per-connection reply ordering
-//! ([`session`]).
+//! A server runs one [`Node`]: the view-based [`Replica`] (primary or backup by status, not by
+//! type) behind the text protocols, with the wire codec ([`wire`]), the replicated state
+//! machine ([`op`]), the per-connection reply ordering ([`session`]) and the adapters for
+//! seed-only peers ([`seed`]).
 
 pub mod addr;
-pub mod backup;
 pub mod event;
 pub mod node;
 pub mod op;
-pub mod primary;
 pub mod replica;
 pub mod seed;
 pub mod session;
 pub mod wire;
 
 pub use addr::Addr;
-pub use backup::{Backup, BackupConfig};
 pub use event::{ConnId, Input, LogLevel, Machine, Millis, Output};
 pub use node::{Node, NodeConfig};
 pub use op::{Op, Register, Seq};
-pub use primary::{Primary, PrimaryConfig};
-pub use replica::{Effect, JoinAnswer, Replica, ReplicaConfig, Status, Timeouts, WriteOutcome};
+pub use replica::{
+    Bugs, Effect, JoinAnswer, Replica, ReplicaConfig, Status, Timeouts, WriteOutcome,
+};

@@ -1,9 +1,11 @@
-//! The line protocol: parsing requests and stream messages, formatting replies.
+//! The line protocol of clients and seed peers: parsing requests, formatting replies.
 //!
 //! Every message is one line. The seed defines four requests (`READ`, `WRITE:v`, `JOIN:port`,
-//! `UPDATE:v`); ditto adds a few that only ditto servers send to each other (`SYNC`, `ACKED`,
-//! `PROPOSE`, and the stream messages `SNAPSHOT` and `ENTRIES`), `STATUS` for operators, and for
-//! clients tagged writes `WRITE:v:client:n` and `READ:linearizable`.
+//! `UPDATE:v`); ditto adds tagged writes `WRITE:v:client:n`, `READ:linearizable`, `STATUS` and
+//! `FAILOVER`. Replicas speak to each other
+//! in the typed messages of `replica::msg` after a `PEER:` hello. The pre-view verbs `SYNC`,
+//! `ACKED` and `PROPOSE` are still recognised, so that a server of the pre-view protocol gets
+//! a clear refusal rather than a parse error.
 //! See `docs/protocol.md` for the whole grammar with examples.
 //!
 //! Parsing is liberal where the seed is vague (verbs in any case, blanks around fields) and strict
@@ -18,10 +20,6 @@ use crate::replica::log::Tag;
 /// The longest line a server accepts, terminator excluded. Longer lines get `ERR:` and the
 /// connection is closed, so no peer can make a server buffer without bound.
 pub const MAX_LINE: usize = 64 * 1024;
-
-/// The most ops one `ENTRIES` message carries, which keeps every stream line far below
-/// [`MAX_LINE`] (an op is at most 24 bytes of text).
-pub const MAX_BATCH: usize = 1024;
 
 /// A request, as received by a server on a connection it accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,22 +54,6 @@ pub enum Request {
     Failover(Option<Addr>),
 }
 
-/// A message from the primary on a `SYNC` stream.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StreamMsg {
-    /// `SNAPSHOT:epoch:seq:value`: the whole state as of `seq`; entries after it follow.
-    Snapshot { epoch: u64, seq: Seq, value: i64 },
-    /// `ENTRIES:epoch:first:op;op;...`: consecutive entries starting at sequence number `first`.
-    Entries {
-        epoch: u64,
-        first: Seq,
-        ops: Vec<Op>,
-    },
-    /// `HEARTBEAT:epoch:seq`: nothing new after entry `seq`. Sent on an idle stream so that
-    /// each side learns within a bounded time that the other is gone; answered with `ACKED`.
-    Heartbeat { epoch: u64, seq: Seq },
-}
-
 /// Why a line is not a valid request. The `Display` text is what follows `ERR:` on the wire.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum ParseError {
@@ -95,8 +77,6 @@ pub enum ParseError {
     BadSeq,
     #[error("bad operation (expected e.g. SET 5)")]
     BadOp,
-    #[error("bad stream message")]
-    BadStream,
     #[error("bad write tag: expected WRITE:<value>:<client>:<number> with whole numbers")]
     BadTag,
     #[error("bad address: expected host:port")]
@@ -196,67 +176,6 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ParseError> {
     }
 }
 
-/// Parses one line of a `SYNC` stream, as received by a backup.
-pub fn parse_stream(line: &[u8]) -> Result<StreamMsg, ParseError> {
-    let text = std::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
-    let mut parts = text.trim().splitn(4, ':');
-    let (verb, epoch, seq, rest) = (
-        parts.next().unwrap_or_default(),
-        parts.next().ok_or(ParseError::BadStream)?,
-        parts.next().ok_or(ParseError::BadStream)?,
-        parts.next(),
-    );
-    let epoch = epoch.parse().map_err(|_| ParseError::BadStream)?;
-    let seq = seq.parse().map_err(|_| ParseError::BadSeq)?;
-    if verb == "HEARTBEAT" {
-        return match rest {
-            None => Ok(StreamMsg::Heartbeat { epoch, seq }),
-            Some(_) => Err(ParseError::BadStream),
-        };
-    }
-    let rest = rest.ok_or(ParseError::BadStream)?;
-    match verb {
-        "SNAPSHOT" => Ok(StreamMsg::Snapshot {
-            epoch,
-            seq,
-            value: value(rest)?,
-        }),
-        "ENTRIES" => {
-            let ops = rest
-                .split(';')
-                .map(|op| Op::parse(op).ok_or(ParseError::BadOp))
-                .collect::<Result<Vec<_>, _>>()?;
-            if seq == 0 || ops.is_empty() {
-                return Err(ParseError::BadStream);
-            }
-            Ok(StreamMsg::Entries {
-                epoch,
-                first: seq,
-                ops,
-            })
-        }
-        _ => Err(ParseError::BadStream),
-    }
-}
-
-/// Formats a stream message for the wire.
-pub fn format_stream(msg: &StreamMsg) -> String {
-    match msg {
-        StreamMsg::Snapshot { epoch, seq, value } => format!("SNAPSHOT:{epoch}:{seq}:{value}"),
-        StreamMsg::Entries { epoch, first, ops } => {
-            let mut line = format!("ENTRIES:{epoch}:{first}:");
-            for (i, op) in ops.iter().enumerate() {
-                if i > 0 {
-                    line.push(';');
-                }
-                line.push_str(&op.to_string());
-            }
-            line
-        }
-        StreamMsg::Heartbeat { epoch, seq } => format!("HEARTBEAT:{epoch}:{seq}"),
-    }
-}
-
 /// The acknowledgement of a write, update or join.
 pub const ACK: &str = "ACK";
 
@@ -268,19 +187,6 @@ pub fn value_reply(value: i64) -> String {
 /// An error reply. `reason` must not contain a newline.
 pub fn err_reply(reason: impl std::fmt::Display) -> String {
     format!("ERR:{reason}")
-}
-
-/// The reply to `PROPOSE`: the write is committed as entry `seq` of `epoch`.
-pub fn committed_reply(epoch: u64, seq: Seq) -> String {
-    format!("COMMITTED:{epoch}:{seq}")
-}
-
-/// Parses a `COMMITTED:epoch:seq` reply.
-pub fn parse_committed(line: &[u8]) -> Option<(u64, Seq)> {
-    let text = std::str::from_utf8(line).ok()?.trim();
-    let rest = text.strip_prefix("COMMITTED:")?;
-    let (epoch, seq) = rest.split_once(':')?;
-    Some((epoch.parse().ok()?, seq.parse().ok()?))
 }
 
 /// Whether a reply line reports an error.
@@ -389,32 +295,6 @@ mod tests {
     }
 
     #[test]
-    fn stream_messages_round_trip() {
-        let msgs = [
-            StreamMsg::Snapshot {
-                epoch: 9,
-                seq: 0,
-                value: -3,
-            },
-            StreamMsg::Entries {
-                epoch: 9,
-                first: 4,
-                ops: vec![Op::Set(1), Op::Set(i64::MIN)],
-            },
-            StreamMsg::Heartbeat { epoch: 9, seq: 12 },
-        ];
-        for msg in msgs {
-            assert_eq!(parse_stream(format_stream(&msg).as_bytes()), Ok(msg));
-        }
-        assert!(parse_stream(b"ENTRIES:1:0:SET 1").is_err());
-        assert!(parse_stream(b"ENTRIES:1:1:").is_err());
-        assert!(parse_stream(b"SNAPSHOT:1:1").is_err());
-        assert!(parse_stream(b"HEARTBEAT:1:1:x").is_err());
-        assert!(parse_stream(b"HEARTBEAT:1").is_err());
-        assert!(parse_stream(b"ACK").is_err());
-    }
-
-    #[test]
     fn classifies_foreign_acknowledgements() {
         for ok in [&b"ACK"[..], b"OK", b"COMPLETE_UPDATE", b"done"] {
             assert!(!is_error_reply(ok));
@@ -424,21 +304,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_full_batch_fits_in_a_line() {
-        let msg = StreamMsg::Entries {
-            epoch: u64::MAX,
-            first: u64::MAX - MAX_BATCH as u64,
-            ops: vec![Op::Set(i64::MIN); MAX_BATCH],
-        };
-        assert!(format_stream(&msg).len() < MAX_LINE);
-    }
-
     proptest! {
         #[test]
         fn parse_never_panics(line in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = parse_request(&line);
-            let _ = parse_stream(&line);
         }
 
         #[test]

@@ -9,10 +9,7 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use ditto_core::{
-    Addr, Backup, BackupConfig, ConnId, Input, LogLevel, Machine, Millis, Node, NodeConfig, Output,
-    Primary, PrimaryConfig, wire,
-};
+use ditto_core::{Addr, ConnId, Input, LogLevel, Machine, Millis, Node, NodeConfig, Output, wire};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -58,28 +55,6 @@ pub async fn run_node<N: Net>(
 ) -> io::Result<()> {
     let node = Node::new(cfg, Millis(0));
     run(net, listener, node, driver, shutdown).await
-}
-
-/// Runs a primary on `listener` until `shutdown` completes.
-pub async fn run_primary<N: Net>(
-    net: N,
-    listener: N::Listener,
-    cfg: PrimaryConfig,
-    driver: DriverConfig,
-    shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
-    run(net, listener, Primary::new(cfg), driver, shutdown).await
-}
-
-/// Runs a backup on `listener` until `shutdown` completes.
-pub async fn run_backup<N: Net>(
-    net: N,
-    listener: N::Listener,
-    cfg: BackupConfig,
-    driver: DriverConfig,
-    shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
-    run(net, listener, Backup::new(cfg), driver, shutdown).await
 }
 
 struct Driver<N: Net, M: Machine> {

@@ -14,6 +14,6 @@ pub mod group;
 pub mod net;
 
 pub use client::{Client, ClientError, Conclusion};
-pub use driver::{DriverConfig, run_backup, run_node, run_primary};
+pub use driver::{DriverConfig, run_node};
 pub use group::{GroupClient, GroupError, GroupOptions, Move, ReadPolicy};
 pub use net::{Listener, Net, TokioNet};

@@ -3,8 +3,8 @@
 //! # What runs
 //!
 //! Each test runs many *seeds*; a seed is one complete simulation under
-//! [turmoil](https://docs.rs/turmoil/0.7). The unchanged driver and core (`run_node`, with the
-//! node and its view-based replica) run on simulated hosts: the primary on `n7000`, backups on `n7001` and `n7002`,
+//! [turmoil](https://docs.rs/turmoil/0.7). The unchanged driver and core (`run_node`, the
+//! node with its view-based replica) run on simulated hosts: the primary on `n7000`, backups on `n7001` and `n7002`,
 //! reaching each other through [`ditto_server::Net`] implemented over turmoil's TCP (a port
 //! names a host). The client host `c7000` runs the two clients of the primary, `c7001` and
 //! `c7002` those of the backups; each client sticks to its server and makes 30 requests through
@@ -234,7 +234,7 @@ fn slow_links_while_backups_rejoin() {
 /// restarts empty (2.095 s), its `JOIN` is answered, and it is then cut off from everyone
 /// (2.156 s to 3.395 s), so neither the `SNAPSHOT` nor the primary's first `UPDATE` push
 /// reaches it. When its `SYNC` deadline passes (2.645 s) it settles for the seed protocol
-/// (`Backup::become_seed_only`), which marks it joined although its replica has never received
+/// (in the pre-view backup, since removed), which marked it joined although its replica has never received
 /// the store's value. Once the cut heals its client reads 0 (3.43 s), after having read a
 /// written value from the same server before the restart: not sequentially consistent. A
 /// backup refuses reads until it has joined precisely because its initial 0 is not the

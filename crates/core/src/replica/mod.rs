@@ -98,6 +98,29 @@ pub struct ReplicaConfig {
     /// The id of a group this replica founds. The shell draws it at random; tests fix it.
     pub group_seed: u64,
     pub timeouts: Timeouts,
+    /// Seeded bugs, for the model checker's tests only (`crates/core/tests/model_views.rs`):
+    /// all off by default, and nothing outside those tests turns one on.
+    #[doc(hidden)]
+    pub bugs: Bugs,
+}
+
+/// Deliberate bugs the model checker must find, each behind a switch so that the tests that
+/// prove the checker can fail run the real replica with one rule broken. They are compiled in
+/// always (rather than behind a cargo feature) so that the same build runs both the checks and
+/// the seeded bugs, and a feature cannot leak into a release by accident of feature
+/// unification; every switch defaults to off.
+#[doc(hidden)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Bugs {
+    /// A voter grants its vote without comparing the candidate's log with its own (or with its
+    /// vote floor).
+    pub elect_without_longest_log: bool,
+    /// A voter grants its vote to a candidate its configuration has removed from the active
+    /// set, and such a candidate campaigns.
+    pub removed_member_votes: bool,
+    /// A primary that lost its lease (no quorum heard from lately) commits, and so
+    /// acknowledges, every entry it holds on its own.
+    pub stale_primary_acks: bool,
 }
 
 impl ReplicaConfig {
@@ -107,6 +130,7 @@ impl ReplicaConfig {
             contact,
             group_seed,
             timeouts: Timeouts::default(),
+            bugs: Bugs::default(),
         }
     }
 }
@@ -1246,9 +1270,12 @@ impl Replica {
 
     fn on_vote_request(&mut self, from: Addr, view: View, last: Pos, pre: bool) {
         let config = self.log.config();
-        let candidate_ok = config
-            .id_of(&from)
-            .is_some_and(|id| config.is_voter(id) && config.is_active(id));
+        let bugs = &self.cfg.bugs;
+        let candidate_ok = config.id_of(&from).is_some_and(|id| {
+            config.is_voter(id) && (config.is_active(id) || bugs.removed_member_votes)
+        });
+        let up_to_date =
+            (last >= self.log.last() && last >= self.vote_floor) || bugs.elect_without_longest_log;
         // A real request has moved this replica to `view` already (see `adopt_view`); a
         // pre-vote is answered as the real request would be, without recording anything.
         let free = if pre {
@@ -1260,8 +1287,7 @@ impl Replica {
             && !self.is_primary()
             && free
             && candidate_ok
-            && last >= self.log.last()
-            && last >= self.vote_floor
+            && up_to_date
             && !self.hears_primary();
         if granted && !pre {
             self.voted_for = Some(from.clone());
@@ -1363,10 +1389,9 @@ impl Replica {
     /// Whether this replica may lead: an active voter, following or looking for a primary.
     fn may_lead(&self) -> bool {
         let config = self.log.config();
-        config
-            .id_of(&self.cfg.addr)
-            .is_some_and(|id| config.is_voter(id) && config.is_active(id))
-            && matches!(self.status, Status::Normal | Status::ViewChange)
+        config.id_of(&self.cfg.addr).is_some_and(|id| {
+            config.is_voter(id) && (config.is_active(id) || self.cfg.bugs.removed_member_votes)
+        }) && matches!(self.status, Status::Normal | Status::ViewChange)
             && !self.is_primary()
             && self.log.last() >= self.vote_floor
     }
@@ -1590,6 +1615,9 @@ impl Replica {
                 break;
             }
             upper = at.saturating_sub(1);
+        }
+        if self.cfg.bugs.stale_primary_acks && !self.holds_lease() {
+            commit = last;
         }
         if commit < self.view_start {
             return;

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use ditto_core::replica::log::Tag;
 use ditto_core::replica::msg::Msg;
 use ditto_core::{
-    Addr, Effect, JoinAnswer, Millis, Op, Replica, ReplicaConfig, Status, WriteOutcome,
+    Addr, Bugs, Effect, JoinAnswer, Millis, Op, Replica, ReplicaConfig, Status, Timeouts,
+    WriteOutcome,
 };
 
 pub const STEP: u64 = 5;
@@ -23,6 +24,10 @@ pub struct Cluster {
     pub done: BTreeMap<u64, WriteOutcome>,
     pub log: Vec<String>,
     pub next_token: u64,
+    /// The timeouts every replica started from now on gets.
+    pub timeouts: Timeouts,
+    /// The seeded bugs every replica started from now on has (none, but in the model's tests).
+    pub bugs: Bugs,
 }
 
 pub fn addr(port: u16) -> Addr {
@@ -40,6 +45,8 @@ impl Cluster {
             done: BTreeMap::new(),
             log: Vec::new(),
             next_token: 0,
+            timeouts: Timeouts::default(),
+            bugs: Bugs::default(),
         }
     }
 
@@ -50,11 +57,13 @@ impl Cluster {
         // Each start draws its own group id, as the shell does, so a group founded by mistake
         // is never mistaken for the group.
         self.next_token += 1;
-        let cfg = ReplicaConfig::new(
+        let mut cfg = ReplicaConfig::new(
             a.clone(),
             contact.clone(),
             (port as u64) << 32 | self.next_token,
         );
+        cfg.timeouts = self.timeouts.clone();
+        cfg.bugs = self.bugs.clone();
         self.nodes
             .insert(a.clone(), Some(Replica::new(cfg, self.now)));
         self.contact.insert(a, contact);
@@ -240,7 +249,14 @@ impl Cluster {
 
 /// A primary on 7000 and backups on 7001 and 7002, all in the active set.
 pub fn three() -> Cluster {
+    three_with(Timeouts::default(), Bugs::default())
+}
+
+/// [`three`], every replica with `timeouts` and the seeded `bugs`.
+pub fn three_with(timeouts: Timeouts, bugs: Bugs) -> Cluster {
     let mut c = Cluster::new();
+    c.timeouts = timeouts;
+    c.bugs = bugs;
     c.start(7000, None);
     c.start(7001, Some(7000));
     c.start(7002, Some(7000));
