@@ -20,6 +20,7 @@ pub mod event;
 pub mod node;
 pub mod op;
 pub mod replica;
+pub mod resp;
 pub mod seed;
 pub mod session;
 pub mod wire;
