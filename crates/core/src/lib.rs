@@ -17,6 +17,7 @@
 
 pub mod addr;
 pub mod event;
+pub mod keyspace;
 pub mod node;
 pub mod op;
 pub mod replica;
