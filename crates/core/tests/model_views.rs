@@ -530,7 +530,7 @@ fn find_bug(name: &str, setup: Setup, expected: &'static str) -> usize {
 // reaches what it is about.
 
 /// (a) The write is acknowledged by the formed group; then the primary crashes, and a backup
-/// takes over holding it. Messages may wait across one tick.
+/// takes over holding it.
 #[test]
 fn the_primary_crashes_and_a_backup_takes_over() {
     let setup = Setup {
