@@ -9,7 +9,8 @@
 //! primary's clock. So expiry is deterministic: a key with a deadline is absent from the first
 //! entry stamped at or after it, at every replica.
 //!
-//! Keys are kept in a `BTreeMap`, so `KEYS` and `SCAN` are ordered and snapshots and the model
+//! Keys are kept in `BTreeMap`s ordered by a fixed hash of the key (see [`Buckets`]), so `KEYS`
+//! and `SCAN` go in an order that deletions do not disturb, and snapshots and the model
 //! checker's state hashes are the same on every run.
 //!
 //! Not yet in the log: see `docs/design/keyspace.md`.
@@ -78,10 +79,9 @@ pub enum Query {
     StrLen(Bytes),
     /// `KEYS pattern` (Redis glob).
     Keys(Bytes),
-    /// `SCAN cursor MATCH pattern COUNT n`: the cursor is the number of keys before the next
-    /// one to return, in key order; 0 starts and ends a scan. Not yet Redis's guarantee: a key
-    /// present throughout a scan is skipped if keys before it are deleted meanwhile (the cursor
-    /// must become a position that deletions do not shift before `SCAN` is served).
+    /// `SCAN cursor MATCH pattern COUNT n`: 0 starts and ends a scan. As Redis promises, a key
+    /// present from the start of a scan to its end is returned (at least once), whatever is
+    /// added or deleted meanwhile; keys come in a fixed hash order, not sorted.
     Scan {
         cursor: u64,
         pattern: Option<Bytes>,
@@ -120,10 +120,68 @@ struct Slot {
     expire_at: Option<u64>,
 }
 
+/// Where a key sits in the scan order: a fixed hash of its bytes (FNV-1a, the same in every
+/// process and on every run), halved so that a cursor `position + 1` is never 0 and never
+/// overflows.
+fn position(key: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h >> 1
+}
+
+/// The keys, grouped by [`position`] and ordered by it: a `SCAN` cursor names a position, which
+/// keys added or deleted elsewhere do not move, so a key present throughout a scan is returned.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+struct Buckets {
+    by_position: BTreeMap<u64, BTreeMap<Bytes, Slot>>,
+    len: usize,
+}
+
+impl Buckets {
+    fn get(&self, key: &[u8]) -> Option<&Slot> {
+        self.by_position.get(&position(key))?.get(key)
+    }
+
+    fn contains_key(&self, key: &[u8]) -> bool {
+        self.get(key).is_some()
+    }
+
+    fn insert(&mut self, key: Bytes, slot: Slot) {
+        let bucket = self.by_position.entry(position(&key)).or_default();
+        if bucket.insert(key, slot).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Option<Slot> {
+        let at = position(key);
+        let bucket = self.by_position.get_mut(&at)?;
+        let slot = bucket.remove(key)?;
+        if bucket.is_empty() {
+            self.by_position.remove(&at);
+        }
+        self.len -= 1;
+        Some(slot)
+    }
+
+    fn clear(&mut self) {
+        self.by_position.clear();
+        self.len = 0;
+    }
+
+    /// Every key with its slot, in scan order.
+    fn iter(&self) -> impl Iterator<Item = (&Bytes, &Slot)> {
+        self.by_position.values().flatten()
+    }
+}
+
 /// Every key and its value. Equal keyspaces hold the same keys, values and deadlines.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Keyspace {
-    map: BTreeMap<Bytes, Slot>,
+    map: Buckets,
     /// Bytes counted against `--maxmemory`: keys, values and [`ENTRY_OVERHEAD`] each.
     used: usize,
 }
@@ -141,11 +199,11 @@ impl Keyspace {
     /// The number of keys, expired ones not yet removed included (see [`Query::DbSize`] for
     /// what clients are told).
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.map.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.map.len == 0
     }
 
     /// The live value of `key` at `now`.
@@ -299,7 +357,8 @@ impl Keyspace {
             }
             Query::Keys(pattern) => Output::Array(
                 self.map
-                    .keys()
+                    .iter()
+                    .map(|(k, _)| k)
                     .filter(|k| self.live(k, now).is_some() && glob(pattern, k))
                     .map(|k| Output::Bulk(k.clone()))
                     .collect(),
@@ -309,22 +368,32 @@ impl Keyspace {
                 pattern,
                 count,
             } => {
-                let start = usize::try_from(*cursor).unwrap_or(usize::MAX);
+                // Whole buckets from the cursor's position on, until `count` keys were looked
+                // at; the next cursor is the position after them, plus one (0 ends the scan).
+                let from = cursor.saturating_sub(1);
                 let mut keys = Vec::new();
-                let mut next = start;
-                for k in self.map.keys().skip(start).take((*count).max(1)) {
-                    next += 1;
-                    if self.live(k, now).is_some() && pattern.as_ref().is_none_or(|p| glob(p, k)) {
-                        keys.push(k.clone());
+                let mut looked = 0;
+                let mut next = 0;
+                for (&at, bucket) in self.map.by_position.range(from..) {
+                    if looked >= (*count).max(1) {
+                        next = at + 1;
+                        break;
+                    }
+                    for k in bucket.keys() {
+                        looked += 1;
+                        if self.live(k, now).is_some()
+                            && pattern.as_ref().is_none_or(|p| glob(p, k))
+                        {
+                            keys.push(k.clone());
+                        }
                     }
                 }
-                let done = next >= self.map.len();
-                Output::Scan(if done { 0 } else { next as u64 }, keys)
+                Output::Scan(next, keys)
             }
             Query::DbSize => Output::Int(
                 self.map
-                    .keys()
-                    .filter(|k| self.live(k, now).is_some())
+                    .iter()
+                    .filter(|(k, _)| self.live(k, now).is_some())
                     .count() as i64,
             ),
             Query::PTtl(key) => Output::Int(match self.live(key, now) {
@@ -576,8 +645,47 @@ mod tests {
             cursor = next;
         }
         assert_eq!(seen.len(), 25);
-        assert!(seen.windows(2).all(|w| w[0] < w[1]));
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 25, "each key once");
         assert_eq!(k.query(&Query::DbSize, 0), Output::Int(26));
+    }
+
+    /// Keys deleted and added during a scan do not make it skip a key present throughout.
+    #[test]
+    fn a_scan_returns_every_key_present_throughout_whatever_changes_meanwhile() {
+        let mut k = Keyspace::default();
+        let name = |i: usize| b(&format!("k{i}"));
+        for i in 0..200 {
+            k.apply(&set(&format!("k{i}"), "x"), 0);
+        }
+        let mut cursor = 0;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut step = 0;
+        loop {
+            let Output::Scan(next, keys) = k.query(
+                &Query::Scan {
+                    cursor,
+                    pattern: None,
+                    count: 5,
+                },
+                0,
+            ) else {
+                panic!()
+            };
+            seen.extend(keys);
+            // Between steps: delete some of the keys 100..200 and add new ones.
+            step += 1;
+            k.apply(&KeyOp::Del(vec![name(100 + step), name(199 - step)]), 0);
+            k.apply(&set(&format!("new{step}"), "y"), 0);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        for i in 0..100 {
+            assert!(seen.contains(&name(i)), "k{i} was skipped");
+        }
     }
 
     #[test]
@@ -641,6 +749,7 @@ mod tests {
                 };
                 proptest::prop_assert_eq!(a.apply(&op, now), c.apply(&op, now));
                 let counted: usize = a.map.iter().map(|(k, s)| cost(k, &s.value)).sum();
+                proptest::prop_assert_eq!(a.map.len, a.map.iter().count());
                 proptest::prop_assert_eq!(a.used(), counted);
             }
             proptest::prop_assert_eq!(a, c);
