@@ -9,7 +9,7 @@
 //! primary's clock. So expiry is deterministic: a key with a deadline is absent from the first
 //! entry stamped at or after it, at every replica.
 //!
-//! Keys are kept in `BTreeMap`s ordered by a fixed hash of the key (see [`Buckets`]), so `KEYS`
+//! Keys are kept in `BTreeMap`s ordered by a fixed hash of the key (see `Buckets`), so `KEYS`
 //! and `SCAN` go in an order that deletions do not disturb, and snapshots and the model
 //! checker's state hashes are the same on every run.
 //!
