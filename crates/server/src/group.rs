@@ -541,11 +541,11 @@ impl GroupClient {
         // A server that cannot be reached, with no group known to turn to: say so at once.
         let nobody_else = elsewhere && self.members.len() <= 1 && self.flavor != Flavor::Ditto;
         if Instant::now() >= deadline || (connect_failed && nobody_else) {
-            let front = self.pop_front().expect("a front request");
+            let maybe_applied = self.pop_front().is_some_and(|front| front.maybe_applied);
             return Err(GroupError::Lost {
                 server,
                 error,
-                maybe_applied: front.maybe_applied,
+                maybe_applied,
             });
         }
         self.recover(None, true, deadline).await;
