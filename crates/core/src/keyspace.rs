@@ -13,7 +13,7 @@
 //! and `SCAN` go in an order that deletions do not disturb, and snapshots and the model
 //! checker's state hashes are the same on every run.
 //!
-//! Not yet in the log: see `docs/design/keyspace.md`.
+//! The log carries [`KeyOp`]s; see `docs/design/keyspace.md` for how the rest fits around it.
 
 use std::collections::BTreeMap;
 
@@ -22,12 +22,20 @@ use serde::{Deserialize, Serialize};
 /// A key or a value: bytes, as Redis has them.
 pub type Bytes = Vec<u8>;
 
+/// The key the seed's register lives in: `READ`, `WRITE:v` and `UPDATE:v` act on it, so a
+/// Redis client sees the seed's integer as `GET ditto:seed`. It holds a decimal integer or
+/// nothing (read as 0): a write that would leave anything else there is refused
+/// ([`KeyError::SeedNotInteger`]), so a seed client never reads what it cannot parse.
+pub const SEED_KEY: &[u8] = b"ditto:seed";
+
 /// What a stored key costs against `--maxmemory` beyond its key and value bytes: an estimate of
 /// the map's bookkeeping, so that a million empty values still count.
 pub const ENTRY_OVERHEAD: usize = 48;
 
 /// When a `SET` applies.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum SetIf {
     #[default]
     Always,
@@ -38,31 +46,46 @@ pub enum SetIf {
 }
 
 /// A write, as the log will carry it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum KeyOp {
-    /// `SET key value [NX|XX] [GET] [PX ms]`; `expire_at` is absolute (entry time plus `PX`).
+    /// `SET key value [NX|XX] [GET] [PX ms]`; `px` is relative: the key expires `px` ms after the
+    /// time stamped on the entry, so a write forwarded by a backup means the same everywhere.
     Set {
+        #[serde(with = "crate::blob")]
         key: Bytes,
+        #[serde(with = "crate::blob")]
         value: Bytes,
         when: SetIf,
         get: bool,
-        expire_at: Option<u64>,
+        px: Option<u64>,
     },
     /// `DEL key...`: how many existed.
-    Del(Vec<Bytes>),
+    Del(#[serde(with = "crate::blob::vec")] Vec<Bytes>),
     /// `INCRBY key by` (and `INCR`, `DECR`, `DECRBY`): the new value.
-    IncrBy { key: Bytes, by: i64 },
+    IncrBy {
+        #[serde(with = "crate::blob")]
+        key: Bytes,
+        by: i64,
+    },
     /// `APPEND key value`: the new length.
-    Append { key: Bytes, value: Bytes },
+    Append {
+        #[serde(with = "crate::blob")]
+        key: Bytes,
+        #[serde(with = "crate::blob")]
+        value: Bytes,
+    },
     /// `MSET key value...`: all at once.
-    MSet(Vec<(Bytes, Bytes)>),
+    MSet(#[serde(with = "crate::blob::pairs")] Vec<(Bytes, Bytes)>),
     /// `GETDEL key`.
-    GetDel(Bytes),
+    GetDel(#[serde(with = "crate::blob")] Bytes),
     /// `CAS key expected new` (ditto's own): set `new` if the value is `expected` (`None`: the
     /// key is absent); `1` if it swapped, `0` if not.
     Cas {
+        #[serde(with = "crate::blob")]
         key: Bytes,
+        #[serde(with = "crate::blob::option")]
         expected: Option<Bytes>,
+        #[serde(with = "crate::blob")]
         new: Bytes,
     },
     /// `FLUSHALL`.
@@ -93,28 +116,89 @@ pub enum Query {
 }
 
 /// Why an operation changed nothing.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum KeyError {
     /// The value is not a decimal 64-bit integer.
     NotAnInteger,
     /// The result would not fit 64 bits.
     Overflow,
+    /// The write would leave [`SEED_KEY`] holding something other than an integer.
+    SeedNotInteger,
+    /// A retry of a request applied long ago, whose reply the client table no longer keeps
+    /// (it keeps each client's latest only). The request was applied once, not again.
+    ReplyForgotten,
+}
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyError::NotAnInteger => "ERR value is not an integer or out of range",
+            KeyError::Overflow => "ERR increment or decrement would overflow",
+            KeyError::SeedNotInteger => {
+                "ERR the key ditto:seed holds the seed protocol's integer; it takes only integers"
+            }
+            KeyError::ReplyForgotten => {
+                "ERR this request was applied earlier; its reply is no longer kept"
+            }
+        })
+    }
+}
+
+impl KeyOp {
+    /// Whether applying this may change `key`.
+    pub fn touches(&self, key: &[u8]) -> bool {
+        match self {
+            KeyOp::Set { key: k, .. }
+            | KeyOp::IncrBy { key: k, .. }
+            | KeyOp::Append { key: k, .. }
+            | KeyOp::GetDel(k)
+            | KeyOp::Cas { key: k, .. } => k == key,
+            KeyOp::Del(keys) => keys.iter().any(|k| k == key),
+            KeyOp::MSet(pairs) => pairs.iter().any(|(k, _)| k == key),
+            KeyOp::FlushAll => true,
+        }
+    }
+
+    /// How many bytes of keys and values this carries.
+    pub fn size(&self) -> usize {
+        match self {
+            KeyOp::Set { key, value, .. } | KeyOp::Append { key, value } => key.len() + value.len(),
+            KeyOp::Cas { key, expected, new } => {
+                key.len() + new.len() + expected.as_ref().map_or(0, Vec::len)
+            }
+            KeyOp::IncrBy { key, .. } | KeyOp::GetDel(key) => key.len(),
+            KeyOp::Del(keys) => keys.iter().map(Vec::len).sum(),
+            KeyOp::MSet(pairs) => pairs.iter().map(|(k, v)| k.len() + v.len()).sum(),
+            KeyOp::FlushAll => 0,
+        }
+    }
+
+    /// The seed's `WRITE:v`.
+    pub fn seed_write(value: i64) -> KeyOp {
+        KeyOp::Set {
+            key: SEED_KEY.to_vec(),
+            value: value.to_string().into_bytes(),
+            when: SetIf::Always,
+            get: false,
+            px: None,
+        }
+    }
 }
 
 /// What a write or read answers.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Output {
     Ok,
     Nil,
     Int(i64),
-    Bulk(Bytes),
+    Bulk(#[serde(with = "crate::blob")] Bytes),
     Array(Vec<Output>),
     /// A `SCAN` step: the next cursor (0 when done) and the keys.
-    Scan(u64, Vec<Bytes>),
+    Scan(u64, #[serde(with = "crate::blob::vec")] Vec<Bytes>),
     Err(KeyError),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct Slot {
     value: Bytes,
     expire_at: Option<u64>,
@@ -134,7 +218,7 @@ fn position(key: &[u8]) -> u64 {
 
 /// The keys, grouped by [`position`] and ordered by it: a `SCAN` cursor names a position, which
 /// keys added or deleted elsewhere do not move, so a key present throughout a scan is returned.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct Buckets {
     by_position: BTreeMap<u64, BTreeMap<Bytes, Slot>>,
     len: usize,
@@ -179,11 +263,51 @@ impl Buckets {
 }
 
 /// Every key and its value. Equal keyspaces hold the same keys, values and deadlines.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// It travels in snapshots as a list of records, key order by position (see `Buckets`), from
+/// which the maps and the memory count are rebuilt.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "Vec<Record>", from = "Vec<Record>")]
 pub struct Keyspace {
     map: Buckets,
     /// Bytes counted against `--maxmemory`: keys, values and [`ENTRY_OVERHEAD`] each.
     used: usize,
+}
+
+/// One key of a keyspace in a snapshot.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Record {
+    #[serde(with = "crate::blob")]
+    k: Bytes,
+    #[serde(with = "crate::blob")]
+    v: Bytes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<u64>,
+}
+
+impl From<Keyspace> for Vec<Record> {
+    fn from(k: Keyspace) -> Vec<Record> {
+        k.map
+            .by_position
+            .into_values()
+            .flatten()
+            .map(|(k, s)| Record {
+                k,
+                v: s.value,
+                x: s.expire_at,
+            })
+            .collect()
+    }
+}
+
+impl From<Vec<Record>> for Keyspace {
+    fn from(records: Vec<Record>) -> Keyspace {
+        let mut keys = Keyspace::default();
+        for r in records {
+            keys.put(r.k, r.v, r.x);
+        }
+        keys
+    }
 }
 
 fn cost(key: &[u8], value: &[u8]) -> usize {
@@ -207,6 +331,40 @@ impl Keyspace {
     }
 
     /// The live value of `key` at `now`.
+    pub fn value(&self, key: &[u8], now: u64) -> Option<&[u8]> {
+        self.live(key, now).map(|s| s.value.as_slice())
+    }
+
+    /// The seed register's value at `now`: [`SEED_KEY`] as an integer, 0 when absent.
+    pub fn seed_value(&self, now: u64) -> i64 {
+        self.value(SEED_KEY, now).and_then(parse_int).unwrap_or(0)
+    }
+
+    /// A keyspace holding only `key` (as it is here): what a trial of one key's fate needs.
+    pub fn only(&self, key: &[u8]) -> Keyspace {
+        let mut one = Keyspace::default();
+        if let Some(slot) = self.map.get(key) {
+            one.put(key.to_vec(), slot.value.clone(), slot.expire_at);
+        }
+        one
+    }
+
+    /// Applies `op` unless it would leave [`SEED_KEY`] holding a non-integer; the guard every
+    /// replica applies, so all refuse the same writes.
+    pub fn apply_guarded(&mut self, op: &KeyOp, now: u64) -> Output {
+        if op.touches(SEED_KEY) {
+            let mut trial = self.only(SEED_KEY);
+            trial.apply(op, now);
+            if trial
+                .value(SEED_KEY, now)
+                .is_some_and(|v| parse_int(v).is_none())
+            {
+                return Output::Err(KeyError::SeedNotInteger);
+            }
+        }
+        self.apply(op, now)
+    }
+
     fn live(&self, key: &[u8], now: u64) -> Option<&Slot> {
         self.map
             .get(key)
@@ -257,7 +415,7 @@ impl Keyspace {
                 value,
                 when,
                 get,
-                expire_at,
+                px,
             } => {
                 self.purge(key, now);
                 let old = self.map.get(key).map(|s| s.value.clone());
@@ -267,7 +425,11 @@ impl Keyspace {
                     SetIf::Present => old.is_some(),
                 };
                 if go {
-                    self.put(key.clone(), value.clone(), *expire_at);
+                    self.put(
+                        key.clone(),
+                        value.clone(),
+                        px.map(|ms| now.saturating_add(ms)),
+                    );
                 }
                 match (get, go) {
                     (true, _) => old.map_or(Output::Nil, Output::Bulk),
@@ -477,7 +639,7 @@ mod tests {
             value: b(value),
             when: SetIf::Always,
             get: false,
-            expire_at: None,
+            px: None,
         }
     }
 
@@ -491,7 +653,7 @@ mod tests {
             value: b("2"),
             when: SetIf::Absent,
             get: false,
-            expire_at: None,
+            px: None,
         };
         assert_eq!(k.apply(&nx, 0), Output::Nil, "NX on a present key");
         let xx_get = KeyOp::Set {
@@ -499,7 +661,7 @@ mod tests {
             value: b("3"),
             when: SetIf::Present,
             get: true,
-            expire_at: None,
+            px: None,
         };
         assert_eq!(
             k.apply(&xx_get, 0),
@@ -583,7 +745,7 @@ mod tests {
             value: b("v"),
             when: SetIf::Always,
             get: false,
-            expire_at: Some(1_000),
+            px: Some(1_000),
         };
         k.apply(&op, 0);
         assert_eq!(k.query(&Query::PTtl(b("t")), 400), Output::Int(600));
@@ -597,7 +759,7 @@ mod tests {
             value: b("w"),
             when: SetIf::Absent,
             get: false,
-            expire_at: None,
+            px: None,
         };
         assert_eq!(k.apply(&nx, 1_000), Output::Ok);
         assert_eq!(k.query(&Query::PTtl(b("t")), 2_000), Output::Int(-1));
@@ -740,7 +902,7 @@ mod tests {
                 let key = vec![b'k', key];
                 let value = vec![b'0' + val];
                 let op = match kind {
-                    0 => KeyOp::Set { key, value, when: SetIf::Always, get: false, expire_at: (val == 0).then_some(now + 20) },
+                    0 => KeyOp::Set { key, value, when: SetIf::Always, get: false, px: (val == 0).then_some(20) },
                     1 => KeyOp::Del(vec![key]),
                     2 => KeyOp::IncrBy { key, by: i64::from(val) - 1 },
                     3 => KeyOp::Append { key, value },

@@ -12,14 +12,15 @@
 //!
 //! A server runs one [`Node`]: the view-based [`Replica`] (primary or backup by status, not by
 //! type) behind the text protocols, with the wire codec ([`wire`]), the replicated state
-//! machine ([`op`]), the per-connection reply ordering ([`session`]) and the adapters for
+//! machine ([`keyspace`]), the per-connection reply ordering ([`session`]) and the adapters for
 //! seed-only peers ([`seed`]).
 
 pub mod addr;
+pub mod blob;
+pub mod command;
 pub mod event;
 pub mod keyspace;
 pub mod node;
-pub mod op;
 pub mod replica;
 pub mod resp;
 pub mod seed;
@@ -29,7 +30,7 @@ pub mod wire;
 pub use addr::Addr;
 pub use event::{ConnId, Input, LogLevel, Machine, Millis, Output};
 pub use node::{Node, NodeConfig};
-pub use op::{Op, Register, Seq};
 pub use replica::{
     Bugs, Effect, JoinAnswer, Replica, ReplicaConfig, Status, Timeouts, WriteOutcome,
 };
+pub use wire::Seq;

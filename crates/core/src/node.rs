@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 
 use crate::addr::Addr;
 use crate::event::{ConnId, Input, LogLevel, Machine, Millis, Output};
-use crate::op::Op;
+use crate::keyspace::{KeyOp, Output as KeyOutput};
 use crate::replica::config::Kind;
 use crate::replica::log::{Index, Tag};
 use crate::replica::msg::{Hello, Msg};
@@ -80,7 +80,7 @@ pub struct Node {
     /// The client connection of each write in flight.
     writes: BTreeMap<u64, ConnId>,
     /// Writes of a connection held back behind an unanswered `READ` of the same connection.
-    deferred: BTreeMap<ConnId, VecDeque<(u64, Op, Option<Tag>)>>,
+    deferred: BTreeMap<ConnId, VecDeque<(u64, KeyOp, Option<Tag>)>>,
     /// Client lines that arrived while the node was still discovering its group.
     held: VecDeque<(ConnId, Vec<u8>)>,
     /// Reads at a backup waiting for its commit point: (connection, token, barrier).
@@ -263,13 +263,15 @@ impl Node {
                 } = self;
                 return sessions.read_linearizable(conn, &|kind| read_reply(mode, kind), out);
             }
-            Ok(Request::Write(v)) => return self.write(conn, Op::Set(v), None),
+            Ok(Request::Write(v)) => return self.write(conn, KeyOp::seed_write(v), None),
             Ok(Request::TaggedWrite { value, tag }) => {
-                return self.write(conn, Op::Set(value), Some(tag));
+                return self.write(conn, KeyOp::seed_write(value), Some(tag));
             }
             Ok(Request::Update(v)) => match &mut self.mode {
                 // A seed-only backup forwards its client's write to its primary as an UPDATE.
-                Mode::Replica(r) if r.is_primary() => return self.write(conn, Op::Set(v), None),
+                Mode::Replica(r) if r.is_primary() => {
+                    return self.write(conn, KeyOp::seed_write(v), None);
+                }
                 Mode::Replica(_) => wire::err_reply(
                     "this server follows its primary's replication stream; UPDATE is not accepted",
                 ),
@@ -288,7 +290,7 @@ impl Node {
                 },
                 Mode::Seed(_) => wire::err_reply("this server follows a seed-only primary"),
             },
-            Ok(Request::Sync(_) | Request::Acked(_) | Request::Propose(_)) => {
+            Ok(Request::Sync(_) | Request::Acked(_) | Request::Propose) => {
                 wire::err_reply(wire::ParseError::UnknownVerb)
             }
             Err(e) => wire::err_reply(e),
@@ -323,7 +325,7 @@ impl Node {
         sessions.read(conn, &|kind| read_reply(mode, kind), out);
     }
 
-    fn write(&mut self, conn: ConnId, op: Op, tag: Option<Tag>) {
+    fn write(&mut self, conn: ConnId, op: KeyOp, tag: Option<Tag>) {
         self.next_token += 1;
         let token = self.next_token;
         self.writes.insert(token, conn);
@@ -340,11 +342,17 @@ impl Node {
         self.submit(token, op, tag);
     }
 
-    fn submit(&mut self, token: u64, op: Op, tag: Option<Tag>) {
+    fn submit(&mut self, token: u64, op: KeyOp, tag: Option<Tag>) {
         match &mut self.mode {
             Mode::Replica(r) => r.propose(token, op, tag),
             Mode::Seed(f) => {
-                let Op::Set(v) = op;
+                // Under a seed-only primary only the seed's register exists, and only its
+                // integer writes can be forwarded.
+                let Some(v) = seed_write_value(&op) else {
+                    let why = "this server follows a seed-only primary, which holds only the \
+                               seed's integer; the write was not applied";
+                    return self.write_done(token, WriteOutcome::Refused(why.to_owned()));
+                };
                 self.next_conn += 1;
                 let conn = ConnId::Outbound(self.next_conn);
                 self.conns.insert(conn, Conn::Seed);
@@ -374,7 +382,8 @@ impl Node {
             return;
         };
         let line = match outcome {
-            WriteOutcome::Done => wire::ACK.to_owned(),
+            WriteOutcome::Done(KeyOutput::Err(e)) => wire::err_reply(e),
+            WriteOutcome::Done(_) => wire::ACK.to_owned(),
             WriteOutcome::Refused(why) | WriteOutcome::Unknown(why) => wire::err_reply(why),
         };
         let Node {
@@ -588,7 +597,7 @@ fn read_reply(mode: &Mode, kind: ReadKind) -> String {
         (Mode::Seed(_), ReadKind::Linearizable) => wire::err_reply(
             "this server follows a seed-only primary, which serves no linearizable reads",
         ),
-        (Mode::Replica(r), _) => match r.read() {
+        (Mode::Replica(r), _) => match r.read_seed() {
             Ok(v) => wire::value_reply(v),
             Err(why) => wire::err_reply(why),
         },
@@ -596,6 +605,20 @@ fn read_reply(mode: &Mode, kind: ReadKind) -> String {
             Ok(v) => wire::value_reply(v),
             Err(why) => wire::err_reply(why),
         },
+    }
+}
+
+/// The integer a write sets the seed register to, if it is the seed's `WRITE:v`.
+fn seed_write_value(op: &KeyOp) -> Option<i64> {
+    match op {
+        KeyOp::Set {
+            key,
+            value,
+            when: crate::keyspace::SetIf::Always,
+            get: false,
+            px: None,
+        } if key == crate::keyspace::SEED_KEY => std::str::from_utf8(value).ok()?.parse().ok(),
+        _ => None,
     }
 }
 

@@ -432,7 +432,7 @@ impl SeedFollower {
             .partition(|f| self.pushed_since(f));
         self.answered = waiting;
         done.into_iter()
-            .map(|f| (f.token, WriteOutcome::Done))
+            .map(|f| (f.token, WriteOutcome::Done(crate::keyspace::Output::Ok)))
             .collect()
     }
 
@@ -482,7 +482,7 @@ impl SeedFollower {
             return vec![(f.token, WriteOutcome::Refused(why))];
         }
         if self.pushed_since(&f) {
-            return vec![(f.token, WriteOutcome::Done)];
+            return vec![(f.token, WriteOutcome::Done(crate::keyspace::Output::Ok))];
         }
         f.deadline = now.after(self.cfg.push_grace);
         self.answered.push(f);

@@ -52,10 +52,10 @@ mod cluster;
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use ditto_core::keyspace::KeyOp;
 use ditto_core::replica::msg::Msg;
 use ditto_core::{
-    Addr, Bugs, Effect, JoinAnswer, Millis, Op, Replica, ReplicaConfig, Status, Timeouts,
-    WriteOutcome,
+    Addr, Bugs, Effect, JoinAnswer, Millis, Replica, ReplicaConfig, Status, Timeouts, WriteOutcome,
 };
 use stateright::{Checker, HasDiscoveries, Model, Property};
 
@@ -222,7 +222,7 @@ impl State {
                     }
                 }
                 Effect::WriteDone { outcome, .. } => {
-                    if outcome == WriteOutcome::Done {
+                    if matches!(outcome, WriteOutcome::Done(_)) {
                         self.client.acked = true;
                     }
                 }
@@ -363,7 +363,7 @@ impl Model for Views {
                 let i = self.setup.server;
                 let r = s.nodes[i].as_mut()?;
                 r.tick(now);
-                r.propose(1, Op::Set(WRITTEN), None);
+                r.propose(1, KeyOp::seed_write(WRITTEN), None);
                 s.drain(i);
             }
             Action::Crash(i) => {

@@ -8,23 +8,23 @@ mod cluster;
 use std::collections::{BTreeMap, BTreeSet};
 
 use cluster::*;
+use ditto_core::keyspace::Output;
 use ditto_core::replica::log::Tag;
 use ditto_core::replica::msg::Msg;
 use ditto_core::{Addr, Effect, JoinAnswer, Millis, Replica, ReplicaConfig, Status, WriteOutcome};
 
+/// How a seed write (`SET ditto:seed v`) ends when it succeeds.
+const DONE: WriteOutcome = WriteOutcome::Done(Output::Ok);
+
 #[test]
 fn a_group_forms_and_every_replica_applies_each_write() {
     let mut c = three();
-    assert_eq!(c.write_and_wait(7000, 5, 1_000), Some(WriteOutcome::Done));
-    assert_eq!(
-        c.write_and_wait(7001, 6, 1_000),
-        Some(WriteOutcome::Done),
-        "forwarded"
-    );
+    assert_eq!(c.write_and_wait(7000, 5, 1_000), Some(DONE));
+    assert_eq!(c.write_and_wait(7001, 6, 1_000), Some(DONE), "forwarded");
     c.run(300);
     for port in [7000, 7001, 7002] {
         assert_eq!(c.node(port).value(), 6, "{}", c.dump());
-        assert_eq!(c.node(port).read(), Ok(6));
+        assert_eq!(c.node(port).read_seed(), Ok(6));
     }
     assert!(
         c.log.iter().any(|l| l.contains("founding group")),
@@ -44,7 +44,7 @@ fn backup_loss_stops_holding_writes_within_two_seconds() {
         "writes resumed after {took} ms:\n{}",
         c.dump()
     );
-    assert_eq!(c.done[&token], WriteOutcome::Done);
+    assert_eq!(c.done[&token], DONE);
     assert!(
         !c.node(7000)
             .config()
@@ -60,7 +60,7 @@ fn primary_loss_installs_a_new_primary_holding_every_acknowledged_write() {
     for v in 1..=20 {
         assert_eq!(
             c.write_and_wait(7000 + (v as u16 % 3), v, 1_000),
-            Some(WriteOutcome::Done)
+            Some(DONE)
         );
     }
     c.crash(7000);
@@ -74,7 +74,7 @@ fn primary_loss_installs_a_new_primary_holding_every_acknowledged_write() {
     let other = if p == 7001 { 7002 } else { 7001 };
     assert_eq!(
         c.write_and_wait(other, 21, 3_000),
-        Some(WriteOutcome::Done),
+        Some(DONE),
         "{}",
         c.dump()
     );
@@ -86,22 +86,22 @@ fn primary_loss_installs_a_new_primary_holding_every_acknowledged_write() {
 #[test]
 fn an_isolated_primary_acknowledges_nothing_and_rejoins_as_a_backup() {
     let mut c = three();
-    assert_eq!(c.write_and_wait(7000, 1, 1_000), Some(WriteOutcome::Done));
+    assert_eq!(c.write_and_wait(7000, 1, 1_000), Some(DONE));
     c.isolate(7000);
     let lost = c.write(7000, 2, None);
     c.run(3_000);
     assert_ne!(
         c.done.get(&lost),
-        Some(&WriteOutcome::Done),
+        Some(&DONE),
         "a primary cut off from its majority acknowledged a write:\n{}",
         c.dump()
     );
-    assert!(c.node(7000).read().is_err(), "its lease has lapsed");
+    assert!(c.node(7000).read_seed().is_err(), "its lease has lapsed");
     let primaries = c.primaries();
     assert_eq!(primaries.len(), 1, "exactly one primary:\n{}", c.dump());
     let p = primaries[0];
     assert_ne!(p, 7000);
-    assert_eq!(c.write_and_wait(p, 3, 1_000), Some(WriteOutcome::Done));
+    assert_eq!(c.write_and_wait(p, 3, 1_000), Some(DONE));
     c.heal();
     let back = c.run_until(3_000, |c| {
         c.node(7000).status() == Status::Normal
@@ -119,7 +119,7 @@ fn an_isolated_primary_acknowledges_nothing_and_rejoins_as_a_backup() {
 #[test]
 fn a_restarted_member_recovers_from_the_group_and_never_rolls_it_back() {
     let mut c = three();
-    assert_eq!(c.write_and_wait(7000, 4, 1_000), Some(WriteOutcome::Done));
+    assert_eq!(c.write_and_wait(7000, 4, 1_000), Some(DONE));
     c.crash(7001);
     c.run(200);
     c.restart(7001);
@@ -148,7 +148,7 @@ fn two_members_do_not_fail_over_but_hand_over_on_request() {
     c.start(7001, Some(7000));
     c.run_until(5_000, |c| c.node(7000).config().active().count() == 2)
         .expect("formed");
-    assert_eq!(c.write_and_wait(7001, 8, 1_000), Some(WriteOutcome::Done));
+    assert_eq!(c.write_and_wait(7001, 8, 1_000), Some(DONE));
     let to = c
         .node_mut(7000)
         .failover(None)
@@ -157,7 +157,7 @@ fn two_members_do_not_fail_over_but_hand_over_on_request() {
     c.run_until(2_000, |c| c.node(7001).is_primary())
         .expect("handed over");
     assert_eq!(c.node(7001).value(), 8);
-    assert_eq!(c.write_and_wait(7000, 9, 1_000), Some(WriteOutcome::Done));
+    assert_eq!(c.write_and_wait(7000, 9, 1_000), Some(DONE));
     // Now the primary dies: with two members, nobody takes over on their own.
     c.crash(7001);
     c.run(4_000);
@@ -178,13 +178,13 @@ fn a_retried_write_is_applied_once_across_a_failover() {
     });
     let first = c.write(7000, 10, tag);
     c.run_until(1_000, |c| c.done.contains_key(&first)).unwrap();
-    assert_eq!(c.write_and_wait(7001, 11, 1_000), Some(WriteOutcome::Done));
+    assert_eq!(c.write_and_wait(7001, 11, 1_000), Some(DONE));
     c.crash(7000);
     c.run_until(3_000, |c| !c.primaries().is_empty()).unwrap();
     let p = c.primaries()[0];
     let retry = c.write(p, 10, tag);
     c.run_until(1_000, |c| c.done.contains_key(&retry)).unwrap();
-    assert_eq!(c.done[&retry], WriteOutcome::Done);
+    assert_eq!(c.done[&retry], DONE);
     assert_eq!(c.node(p).value(), 11, "the retry was not applied again");
 }
 
@@ -197,14 +197,14 @@ fn a_duplicate_forwarded_by_a_backup_gets_the_original_answer_and_changes_nothin
     });
     let first = c.write(7001, 20, tag);
     c.run_until(1_000, |c| c.done.contains_key(&first)).unwrap();
-    assert_eq!(c.done[&first], WriteOutcome::Done);
-    assert_eq!(c.write_and_wait(7000, 21, 1_000), Some(WriteOutcome::Done));
+    assert_eq!(c.done[&first], DONE);
+    assert_eq!(c.write_and_wait(7000, 21, 1_000), Some(DONE));
     // The same request again, through the other backup and at the primary: acknowledged as
     // the first was, and 21 stays.
     for at in [7002, 7000] {
         let dup = c.write(at, 20, tag);
         c.run_until(1_000, |c| c.done.contains_key(&dup)).unwrap();
-        assert_eq!(c.done[&dup], WriteOutcome::Done, "{}", c.dump());
+        assert_eq!(c.done[&dup], DONE, "{}", c.dump());
     }
     c.run(300);
     for port in [7000, 7001, 7002] {
@@ -243,7 +243,7 @@ fn messages_of_an_older_view_or_from_strangers_are_refused() {
 #[test]
 fn a_primary_restarted_during_the_failover_is_claimed_by_its_group() {
     let mut c = three();
-    assert_eq!(c.write_and_wait(7000, 3, 1_000), Some(WriteOutcome::Done));
+    assert_eq!(c.write_and_wait(7000, 3, 1_000), Some(DONE));
     c.crash(7000);
     c.run(50);
     c.restart(7000);
@@ -267,7 +267,7 @@ fn a_primary_restarted_during_the_failover_is_claimed_by_its_group() {
 #[test]
 fn a_primary_restarted_at_once_recovers_through_a_backup_that_still_follows_it() {
     let mut c = three();
-    assert_eq!(c.write_and_wait(7000, 1, 1_000), Some(WriteOutcome::Done));
+    assert_eq!(c.write_and_wait(7000, 1, 1_000), Some(DONE));
     // Move the primary role to a member whose contact is 7000, and bring 7000 back as its
     // backup.
     c.crash(7000);
@@ -279,7 +279,7 @@ fn a_primary_restarted_at_once_recovers_through_a_backup_that_still_follows_it()
         c.node(7000).status() == Status::Normal && c.node(7000).value() == 1
     })
     .unwrap_or_else(|| panic!("7000 did not rejoin:\n{}", c.dump()));
-    assert_eq!(c.write_and_wait(p, 2, 1_000), Some(WriteOutcome::Done));
+    assert_eq!(c.write_and_wait(p, 2, 1_000), Some(DONE));
     c.crash(p);
     c.run(50);
     c.restart(p);
@@ -421,7 +421,7 @@ fn random_run(seed: u64, servers: u16) -> Result<usize, String> {
                     history.push(HOp::write(client, v, ns(&c, tick), 0).never_returned());
                     pending.insert(token, history.len() - 1);
                 } else if r.is_primary()
-                    && let Ok(v) = r.read()
+                    && let Ok(v) = r.read_seed()
                 {
                     let t = ns(&c, tick);
                     history.push(HOp::read(client, v, t, t + 1).at(port));
@@ -435,7 +435,7 @@ fn random_run(seed: u64, servers: u16) -> Result<usize, String> {
                 let op = &mut history[i];
                 op.return_ns = Some(ns(&c, tick));
                 op.outcome = match outcome {
-                    WriteOutcome::Done => Outcome::Ok,
+                    WriteOutcome::Done(_) => Outcome::Ok,
                     WriteOutcome::Refused(_) => Outcome::Fail,
                     WriteOutcome::Unknown(_) => Outcome::Unknown,
                 };
@@ -480,7 +480,7 @@ fn random_run(seed: u64, servers: u16) -> Result<usize, String> {
         .map(|_| c.primaries()[0])
         .ok_or_else(|| format!("no primary after healing\n{}", c.dump()))?;
     match c.write_and_wait(p, -1, 5_000) {
-        Some(WriteOutcome::Done) => {}
+        Some(DONE) => {}
         other => {
             return Err(format!(
                 "a write after healing ended {other:?}\n{}",
@@ -532,7 +532,7 @@ fn random_faults_never_break_safety() {
 
 #[test]
 fn a_read_waiting_for_the_commit_point_ends_when_the_primary_goes_silent() {
-    use ditto_core::Op;
+    use ditto_core::keyspace::KeyOp;
     use ditto_core::replica::log::{Entry, Payload};
     let mut c = three();
     let (view, last, commit) = {
@@ -543,8 +543,9 @@ fn a_read_waiting_for_the_commit_point_ends_when_the_primary_goes_silent() {
     let now = c.now;
     let entry = Entry {
         view,
+        time: 0,
         payload: Payload::Write {
-            op: Op::Set(9),
+            op: KeyOp::seed_write(9),
             tag: None,
         },
     };
@@ -566,7 +567,7 @@ fn a_read_waiting_for_the_commit_point_ends_when_the_primary_goes_silent() {
     // Within its lease the read waits; once the lease lapses it goes ahead, and is refused.
     c.run_until(1_000, |c| c.node(7001).barrier_passed(barrier))
         .expect("the read was held past the backup's lease");
-    assert!(c.node(7001).read().is_err());
+    assert!(c.node(7001).read_seed().is_err());
 }
 
 /// A switchover asked for just after the group formed, in a group of three, hands the primary
@@ -576,7 +577,7 @@ fn a_switchover_right_after_forming_goes_to_the_backup_named() {
     for wait in [0, 5, 10, 20, 50, 100, 150, 200, 300] {
         for to in [7001, 7002] {
             let mut c = three();
-            assert_eq!(c.write_and_wait(7000, 5, 1_000), Some(WriteOutcome::Done));
+            assert_eq!(c.write_and_wait(7000, 5, 1_000), Some(DONE));
             c.run(wait);
             c.node_mut(7000).failover(Some(addr(to))).expect("starts");
             let took = c.run_until(500, |c| c.node(to).is_primary());
@@ -596,7 +597,7 @@ fn a_switchover_right_after_forming_goes_to_the_backup_named() {
 #[test]
 fn a_handover_overtaken_by_the_next_view_still_goes_to_the_backup_named() {
     let mut c = three();
-    assert_eq!(c.write_and_wait(7000, 5, 1_000), Some(WriteOutcome::Done));
+    assert_eq!(c.write_and_wait(7000, 5, 1_000), Some(DONE));
     let to = addr(7002);
     c.node_mut(7000).failover(Some(to.clone())).expect("starts");
     c.drain(&addr(7000));

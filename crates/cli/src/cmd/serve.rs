@@ -83,6 +83,13 @@ async fn bind(net: &TokioNet, port: u16) -> anyhow::Result<tokio::net::TcpListen
         .with_context(|| format!("cannot listen on {}:{port}", net.host))
 }
 
+/// The wall clock in milliseconds since the UNIX epoch.
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A group id nobody else draws: the time and the process id.
 fn group_seed() -> u64 {
     let t = SystemTime::now()
@@ -134,7 +141,10 @@ async fn run(
             net.host
         ),
     }
-    let cfg = NodeConfig::new(ReplicaConfig::new(me, contact, group_seed()));
+    let mut replica = ReplicaConfig::new(me, contact, group_seed());
+    // The driver's time 0 is about now: entries are stamped from the wall clock from here on.
+    replica.epoch = Some(unix_millis());
+    let cfg = NodeConfig::new(replica);
     ditto_server::run_node(
         net,
         listener,

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::op::{Op, Register};
+use crate::keyspace::{KeyError, KeyOp, Keyspace, Output};
 use crate::replica::config::Config;
 
 /// A view number: grows with every view change; each view has at most one primary.
@@ -40,16 +40,36 @@ pub struct Tag {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Payload {
     /// A client's write, tagged when the client asked for at-most-once.
-    Write { op: Op, tag: Option<Tag> },
+    Write { op: KeyOp, tag: Option<Tag> },
     /// A new configuration, in force from this entry on. The first entry of every view is one.
     Config(Config),
+}
+
+impl Payload {
+    /// About how many bytes of keys and values this carries (at least 1).
+    pub fn size(&self) -> usize {
+        match self {
+            Payload::Write { op, .. } => op.size().max(1),
+            Payload::Config(_) => 1,
+        }
+    }
 }
 
 /// One log entry.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Entry {
     pub view: View,
+    /// The primary's clock when it appended the entry, in milliseconds since the UNIX epoch
+    /// (0 where the replica runs without a clock). Never less than the entry before it, across
+    /// primaries too; expiry reads only this, so every replica expires the same keys at the
+    /// same entry.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub time: u64,
     pub payload: Payload,
+}
+
+fn is_zero(t: &u64) -> bool {
+    *t == 0
 }
 
 /// How many clients the client table remembers; the least recently written are forgotten
@@ -58,46 +78,72 @@ pub struct Entry {
 /// 512 clients at their widest take about 34 KB.
 pub const CLIENT_TABLE_SIZE: usize = 512;
 
-/// The replicated state machine: the register and the client table.
+/// A client's latest applied write, in the client table.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ClientRecord {
+    /// The write's number, and the index it was applied at.
+    pub number: u64,
+    pub index: Index,
+    /// What it answered, for a retry to be told the same (an `INCR` retried after a failover
+    /// learns the value it produced, not the value of a second increment).
+    pub output: Output,
+}
+
+/// The replicated state machine: the keyspace and the client table.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct State {
-    pub register: Register,
-    /// Per client: the number of its latest applied write and the index it was applied at.
-    pub clients: BTreeMap<u64, (u64, Index)>,
+    pub keys: Keyspace,
+    /// The time stamped on the last entry applied.
+    #[serde(default)]
+    pub time: u64,
+    /// Per client: its latest applied write.
+    pub clients: BTreeMap<u64, ClientRecord>,
 }
 
 impl State {
-    /// Applies a write at `index`, unless its tag shows it was applied already. Returns whether
-    /// it was applied.
-    fn apply(&mut self, index: Index, op: &Op, tag: Option<Tag>) -> bool {
+    /// Applies a write at `index` stamped `time`, unless its tag shows it was applied already;
+    /// returns what it answers (for a duplicate, what the original answered).
+    fn apply(&mut self, index: Index, time: u64, op: &KeyOp, tag: Option<Tag>) -> Output {
+        if let Some(tag) = tag
+            && let Some(earlier) = self.reply_to(tag)
+        {
+            return earlier;
+        }
+        let output = self.keys.apply_guarded(op, time);
         if let Some(tag) = tag {
-            if self
-                .clients
-                .get(&tag.client)
-                .is_some_and(|(number, _)| *number >= tag.number)
-            {
-                return false;
-            }
-            self.clients.insert(tag.client, (tag.number, index));
+            let record = ClientRecord {
+                number: tag.number,
+                index,
+                output: output.clone(),
+            };
+            self.clients.insert(tag.client, record);
             if self.clients.len() > CLIENT_TABLE_SIZE
                 && let Some(oldest) = self
                     .clients
                     .iter()
-                    .min_by_key(|(_, (_, at))| *at)
+                    .min_by_key(|(_, r)| r.index)
                     .map(|(c, _)| *c)
             {
                 self.clients.remove(&oldest);
             }
         }
-        self.register.apply(op);
-        true
+        output
+    }
+
+    /// What the write tagged `tag` answered, if it has been applied: its output if it is the
+    /// client's latest, else [`KeyError::ReplyForgotten`].
+    pub fn reply_to(&self, tag: Tag) -> Option<Output> {
+        let r = self.clients.get(&tag.client)?;
+        if r.number == tag.number {
+            Some(r.output.clone())
+        } else {
+            (r.number > tag.number).then_some(Output::Err(KeyError::ReplyForgotten))
+        }
     }
 
     /// Whether the write tagged `tag` has been applied.
     pub fn has_applied(&self, tag: Tag) -> bool {
-        self.clients
-            .get(&tag.client)
-            .is_some_and(|(number, _)| *number >= tag.number)
+        self.reply_to(tag).is_some()
     }
 }
 
@@ -205,10 +251,15 @@ impl Log {
         index
     }
 
+    /// The time stamped on the last entry (what the next entry's stamp may not go below).
+    pub fn last_time(&self) -> u64 {
+        self.entries.back().map_or(self.state.time, |e| e.time)
+    }
+
     /// Applies every entry up to `commit` (bounded by what the log holds). Returns the writes
-    /// applied, by index, with whether each took effect (a duplicate of an applied tagged write
-    /// does not).
-    pub fn apply_to(&mut self, commit: Index) -> Vec<(Index, bool)> {
+    /// applied, by index, with what each answered (a duplicate of an applied tagged write
+    /// answers what the original did, and changes nothing).
+    pub fn apply_to(&mut self, commit: Index) -> Vec<(Index, Output)> {
         let mut done = Vec::new();
         let upto = commit.min(self.last().index);
         while self.applied.index < upto {
@@ -216,12 +267,13 @@ impl Log {
             let Some(entry) = self.entry(index) else {
                 break;
             };
-            let view = entry.view;
+            let (view, time) = (entry.view, entry.time);
             if let Payload::Write { op, tag } = &entry.payload {
-                let (op, tag) = (*op, *tag);
-                let took = self.state.apply(index, &op, tag);
-                done.push((index, took));
+                let (op, tag) = (op.clone(), *tag);
+                let output = self.state.apply(index, time, &op, tag);
+                done.push((index, output));
             }
+            self.state.time = self.state.time.max(time);
             self.applied = Pos { view, index };
         }
         // Configurations before the applied point are no longer needed, but the one in force.
@@ -250,10 +302,22 @@ impl Log {
         }
     }
 
-    /// The entries from `from` to the last (those held), for sending.
-    pub fn entries_from(&self, from: Index, max: usize) -> Vec<Entry> {
+    /// The entries from `from` on (those held), for sending: at most `max` of them, and no
+    /// more than about `max_bytes` of keys and values (but always one, however large).
+    pub fn entries_from(&self, from: Index, max: usize, max_bytes: usize) -> Vec<Entry> {
         let start = from.saturating_sub(self.first) as usize;
-        self.entries.iter().skip(start).take(max).cloned().collect()
+        let mut bytes = 0;
+        self.entries
+            .iter()
+            .skip(start)
+            .take(max)
+            .take_while(|e| {
+                let first = bytes == 0;
+                bytes += e.payload.size();
+                first || bytes <= max_bytes
+            })
+            .cloned()
+            .collect()
     }
 }
 
@@ -265,11 +329,16 @@ mod tests {
     fn write(view: View, v: i64, tag: Option<Tag>) -> Entry {
         Entry {
             view,
+            time: 0,
             payload: Payload::Write {
-                op: Op::Set(v),
+                op: KeyOp::seed_write(v),
                 tag,
             },
         }
+    }
+
+    fn value(log: &Log) -> i64 {
+        log.state().keys.seed_value(0)
     }
 
     fn empty() -> Log {
@@ -287,10 +356,10 @@ mod tests {
         log.append(write(1, 5, None));
         log.append(write(1, 6, None));
         assert_eq!(log.last(), Pos { view: 1, index: 2 });
-        assert_eq!(log.apply_to(1), vec![(1, true)]);
-        assert_eq!(log.state().register.value(), 5);
-        assert_eq!(log.apply_to(9), vec![(2, true)]);
-        assert_eq!(log.state().register.value(), 6);
+        assert_eq!(log.apply_to(1), vec![(1, Output::Ok)]);
+        assert_eq!(value(&log), 5);
+        assert_eq!(log.apply_to(9), vec![(2, Output::Ok)]);
+        assert_eq!(value(&log), 6);
     }
 
     #[test]
@@ -303,12 +372,91 @@ mod tests {
         log.append(write(1, 5, tag));
         log.append(write(1, 6, None));
         log.append(write(2, 5, tag));
-        assert_eq!(log.apply_to(3), vec![(1, true), (2, true), (3, false)]);
         assert_eq!(
-            log.state().register.value(),
-            6,
-            "the retry did not undo the later write"
+            log.apply_to(3),
+            vec![(1, Output::Ok), (2, Output::Ok), (3, Output::Ok)]
         );
+        assert_eq!(value(&log), 6, "the retry did not undo the later write");
+    }
+
+    #[test]
+    fn a_retried_increment_answers_what_the_original_did() {
+        let mut log = empty();
+        let incr = |number| Entry {
+            view: 1,
+            time: 0,
+            payload: Payload::Write {
+                op: KeyOp::IncrBy {
+                    key: b"n".to_vec(),
+                    by: 1,
+                },
+                tag: Some(Tag { client: 3, number }),
+            },
+        };
+        log.append(incr(1));
+        log.append(incr(1));
+        log.append(incr(2));
+        log.append(incr(1));
+        assert_eq!(
+            log.apply_to(4),
+            vec![
+                (1, Output::Int(1)),
+                (2, Output::Int(1)),
+                (3, Output::Int(2)),
+                (4, Output::Err(KeyError::ReplyForgotten)),
+            ]
+        );
+        assert_eq!(log.state().keys.value(b"n", 0), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn entry_stamps_carry_into_the_state_and_expire_keys_alike() {
+        let mut log = empty();
+        let set = Entry {
+            view: 1,
+            time: 1_000,
+            payload: Payload::Write {
+                op: KeyOp::Set {
+                    key: b"t".to_vec(),
+                    value: b"v".to_vec(),
+                    when: crate::keyspace::SetIf::Always,
+                    get: false,
+                    px: Some(50),
+                },
+                tag: None,
+            },
+        };
+        log.append(set);
+        let mut incr = write(1, 0, None);
+        incr.time = 1_050;
+        incr.payload = Payload::Write {
+            op: KeyOp::Append {
+                key: b"t".to_vec(),
+                value: b"w".to_vec(),
+            },
+            tag: None,
+        };
+        log.append(incr);
+        assert_eq!(log.last_time(), 1_050);
+        assert_eq!(log.apply_to(2)[1], (2, Output::Int(1)), "expired at 1050");
+        assert_eq!(log.state().time, 1_050);
+    }
+
+    #[test]
+    fn the_seed_key_takes_only_integers() {
+        let mut log = empty();
+        log.append(write(1, 5, None));
+        let mut bad = write(1, 0, None);
+        bad.payload = Payload::Write {
+            op: KeyOp::Append {
+                key: crate::keyspace::SEED_KEY.to_vec(),
+                value: b"x".to_vec(),
+            },
+            tag: None,
+        };
+        log.append(bad);
+        assert_eq!(log.apply_to(2)[1].1, Output::Err(KeyError::SeedNotInteger));
+        assert_eq!(value(&log), 5, "the refused write changed nothing");
     }
 
     #[test]
@@ -323,7 +471,7 @@ mod tests {
         let snap = log.snapshot();
         assert_eq!(snap.pos.index, 3);
         let mut copy = Log::from_snapshot(snap);
-        for e in log.entries_from(4, 10) {
+        for e in log.entries_from(4, 10, usize::MAX) {
             copy.append(e);
         }
         copy.apply_to(5);
@@ -341,6 +489,7 @@ mod tests {
         log.append(write(1, 1, None));
         let at = log.append(Entry {
             view: 1,
+            time: 0,
             payload: Payload::Config(two.clone()),
         });
         assert_eq!(at, 2);

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::addr::Addr;
 use crate::event::{LogLevel, Millis};
-use crate::op::Op;
+use crate::keyspace::{KeyOp, Output, Query, SEED_KEY};
 use config::{Config, Kind};
 use log::{Entry, Index, Log, Payload, Pos, Snapshot, State, Tag, View};
 use msg::{Forwarded, Msg};
@@ -29,6 +29,11 @@ use timers::{Timer, Timers};
 /// The most entries one `Entries` message carries. A message is one line, which must stay
 /// below the line limit (`wire::MAX_LINE`): an entry's JSON is at most about 150 bytes.
 pub const MAX_BATCH: usize = 256;
+
+/// About the most bytes of keys and values one `Entries` message carries (one entry larger
+/// than this goes alone), so a batch of large values neither passes the replication line limit
+/// nor holds a link for long.
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// Every timeout and interval of a replica, in milliseconds. See `docs/replication.md` for why
 /// each default is what it is and how they relate.
@@ -98,6 +103,14 @@ pub struct ReplicaConfig {
     /// The id of a group this replica founds. The shell draws it at random; tests fix it.
     pub group_seed: u64,
     pub timeouts: Timeouts,
+    /// The wall clock at the driver's time 0, in milliseconds since the UNIX epoch: a primary
+    /// stamps each entry with it plus the driver's time (see [`log::Entry::time`]). `None`
+    /// leaves entries unstamped, so no key ever expires: the model checker's setting, where
+    /// time stands for timeouts alone.
+    pub epoch: Option<u64>,
+    /// `--maxmemory`: a write that would take the keyspace past this many bytes is refused
+    /// before it is appended, so no replica ever refuses an entry it is sent.
+    pub max_memory: Option<usize>,
     /// Seeded bugs, for the model checker's tests only (`crates/core/tests/model_views.rs`):
     /// all off by default, and nothing outside those tests turns one on.
     #[doc(hidden)]
@@ -130,6 +143,8 @@ impl ReplicaConfig {
             contact,
             group_seed,
             timeouts: Timeouts::default(),
+            epoch: None,
+            max_memory: None,
             bugs: Bugs::default(),
         }
     }
@@ -153,8 +168,8 @@ pub enum Status {
 /// How a client's write ended.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum WriteOutcome {
-    /// Committed, and applied at this replica.
-    Done,
+    /// Committed, and applied at this replica, with what it answered.
+    Done(Output),
     /// Not applied.
     Refused(String),
     /// May or may not have been applied.
@@ -227,7 +242,7 @@ struct Recovery {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Forward {
     token: u64,
-    op: Op,
+    op: KeyOp,
     tag: Option<Tag>,
     /// When the write gives up.
     deadline: Millis,
@@ -273,8 +288,9 @@ pub struct Replica {
     /// Backup: writes not yet forwarded (no primary), and forwarded ones by token.
     held: VecDeque<Forward>,
     forwarded: BTreeMap<u64, Forward>,
-    /// Backup: forwarded writes committed at an index not yet applied here.
-    awaiting: BTreeMap<Index, Vec<u64>>,
+    /// Backup: forwarded writes committed at an index not yet applied here, with what the
+    /// primary said they answered.
+    awaiting: BTreeMap<Index, Vec<(u64, Output)>>,
     recovery: Option<Recovery>,
     /// Joining/recovering: the retry delay, doubled per failure.
     retry_delay: u64,
@@ -378,9 +394,25 @@ impl Replica {
     pub fn applied(&self) -> Pos {
         self.log.applied()
     }
-    /// The committed value, as reads return it.
+    /// The seed register's committed value ([`SEED_KEY`]), as `READ` returns it.
     pub fn value(&self) -> i64 {
-        self.log.state().register.value()
+        self.log.state().keys.seed_value(self.read_time())
+    }
+
+    /// The committed state: the keyspace and client table.
+    pub fn state(&self) -> &log::State {
+        self.log.state()
+    }
+
+    /// This replica's wall clock in milliseconds since the UNIX epoch, or 0 without one.
+    fn clock(&self) -> u64 {
+        self.cfg.epoch.map_or(0, |e| e.saturating_add(self.now.0))
+    }
+
+    /// The time reads are answered at: the local clock, but never before the last entry
+    /// applied, so a read never sees a key that a write it follows saw expired.
+    fn read_time(&self) -> u64 {
+        self.clock().max(self.log.state().time)
     }
     pub fn timeouts(&self) -> &Timeouts {
         &self.cfg.timeouts
@@ -389,18 +421,22 @@ impl Replica {
     /// The value after entry `index` (applied or not): what a seed-only backup holding entries
     /// up to `index` holds.
     pub fn value_after(&self, index: Index) -> i64 {
-        let mut i = index.min(self.log.last().index);
-        while i > self.log.applied().index {
+        let mut seed = self.log.state().keys.only(SEED_KEY);
+        let mut time = self.log.state().time;
+        let upto = index.min(self.log.last().index);
+        for i in self.log.applied().index + 1..=upto {
             if let Some(Entry {
-                payload: Payload::Write { op: Op::Set(v), .. },
+                payload: Payload::Write { op, .. },
+                time: t,
                 ..
             }) = self.log.entry(i)
+                && op.touches(SEED_KEY)
             {
-                return *v;
+                time = time.max(*t);
+                seed.apply_guarded(op, time);
             }
-            i -= 1;
         }
-        self.value()
+        seed.seed_value(time)
     }
 
     /// The first write after entry `after`, up to the last entry: its index and value. What a
@@ -410,9 +446,9 @@ impl Replica {
         let last = self.log.last().index;
         ((after + 1).max(self.log.first())..=last).find_map(|i| match self.log.entry(i) {
             Some(Entry {
-                payload: Payload::Write { op: Op::Set(v), .. },
+                payload: Payload::Write { op, .. },
                 ..
-            }) => Some((i, *v)),
+            }) if op.touches(SEED_KEY) => Some((i, self.value_after(i))),
             _ => None,
         })
     }
@@ -437,12 +473,23 @@ impl Replica {
         self.out.pop_front()
     }
 
-    /// A client's read: the committed value, if this replica may serve it now.
-    pub fn read(&self) -> Result<i64, ReadRefused> {
+    /// A client's read of the committed state, if this replica may serve it now.
+    pub fn read(&self, query: &Query) -> Result<Output, ReadRefused> {
+        self.may_read()
+            .map(|()| self.log.state().keys.query(query, self.read_time()))
+    }
+
+    /// The seed's `READ`: the seed register's committed value, if this replica may serve it.
+    pub fn read_seed(&self) -> Result<i64, ReadRefused> {
+        self.may_read().map(|()| self.value())
+    }
+
+    /// Whether this replica may serve reads now, and why not.
+    fn may_read(&self) -> Result<(), ReadRefused> {
         match self.status {
             Status::Normal if self.is_primary() => {
                 if self.holds_lease() {
-                    Ok(self.value())
+                    Ok(())
                 } else {
                     Err(
                         "this primary cannot reach a majority of its group; not serving reads"
@@ -450,7 +497,7 @@ impl Replica {
                     )
                 }
             }
-            Status::Normal if self.synced && self.now < self.lease_until => Ok(self.value()),
+            Status::Normal if self.synced && self.now < self.lease_until => Ok(()),
             Status::Normal | Status::ViewChange => Err(
                 "not in touch with a current primary; try again shortly or ask another server"
                     .to_owned(),
@@ -487,12 +534,13 @@ impl Replica {
     }
 
     /// A client's write, `token` naming it in the [`Effect::WriteDone`] that ends it.
-    pub fn propose(&mut self, token: u64, op: Op, tag: Option<Tag>) {
+    pub fn propose(&mut self, token: u64, op: KeyOp, tag: Option<Tag>) {
         if self.is_primary() {
-            if let Some(tag) = tag
-                && self.log.state().has_applied(tag)
-            {
-                return self.done(token, WriteOutcome::Done);
+            if let Some(reply) = tag.and_then(|t| self.log.state().reply_to(t)) {
+                return self.done(token, WriteOutcome::Done(reply));
+            }
+            if let Err(why) = self.memory_allows(&op) {
+                return self.done(token, WriteOutcome::Refused(why));
             }
             let index = self.append(Payload::Write { op, tag });
             self.waiting.entry(index).or_default().push(token);
@@ -510,6 +558,21 @@ impl Replica {
             self.held.push_back(f);
             self.arm_writes();
         }
+    }
+
+    /// Whether `op` fits under `--maxmemory`. The bound counts the applied keyspace plus what
+    /// `op` can add; entries appended but not yet applied are not counted, so the keyspace may
+    /// pass the bound by what is in flight, never by more.
+    fn memory_allows(&self, op: &KeyOp) -> Result<(), String> {
+        let Some(max) = self.cfg.max_memory else {
+            return Ok(());
+        };
+        let keys = &self.log.state().keys;
+        let growth = keys.growth(op);
+        if growth > 0 && keys.used() + growth > max {
+            return Err("OOM command not allowed when used memory > 'maxmemory'".to_owned());
+        }
+        Ok(())
     }
 
     /// An operator's switchover: hand the primary role to `to` (or the most caught-up backup).
@@ -1188,11 +1251,11 @@ impl Replica {
         self.log.apply_to(self.commit);
         let applied = self.log.applied().index;
         let later = self.awaiting.split_off(&(applied + 1));
-        for token in std::mem::replace(&mut self.awaiting, later)
+        for (token, output) in std::mem::replace(&mut self.awaiting, later)
             .into_values()
             .flatten()
         {
-            self.done(token, WriteOutcome::Done);
+            self.done(token, WriteOutcome::Done(output));
         }
     }
 
@@ -1210,7 +1273,7 @@ impl Replica {
         self.try_handover();
     }
 
-    fn on_propose(&mut self, from: Addr, token: u64, op: Op, tag: Option<Tag>) {
+    fn on_propose(&mut self, from: Addr, token: u64, op: KeyOp, tag: Option<Tag>) {
         if !self.is_primary() {
             let outcome = Forwarded::Refused("not the primary; write not applied".to_owned());
             return self.send(
@@ -1222,13 +1285,15 @@ impl Replica {
                 },
             );
         }
-        if let Some(t) = tag
-            && self.log.state().has_applied(t)
-        {
-            let outcome = Forwarded::Committed {
+        let early = match tag.and_then(|t| self.log.state().reply_to(t)) {
+            Some(output) => Some(Forwarded::Committed {
                 view: self.view,
                 index: self.commit,
-            };
+                output,
+            }),
+            None => self.memory_allows(&op).err().map(Forwarded::Refused),
+        };
+        if let Some(outcome) = early {
             return self.send(
                 from,
                 Msg::ProposeReply {
@@ -1249,11 +1314,18 @@ impl Replica {
         };
         self.arm_writes();
         match outcome {
-            Forwarded::Committed { view, index } if view == self.view && self.synced => {
+            Forwarded::Committed {
+                view,
+                index,
+                output,
+            } if view == self.view && self.synced => {
                 if self.log.applied().index >= index {
-                    self.done(token, WriteOutcome::Done);
+                    self.done(token, WriteOutcome::Done(output));
                 } else {
-                    self.awaiting.entry(index).or_default().push(token);
+                    self.awaiting
+                        .entry(index)
+                        .or_default()
+                        .push((token, output));
                     // The primary committed it, so it is safe to apply as far as it goes.
                     self.learn_commit(index);
                 }
@@ -1579,8 +1651,10 @@ impl Replica {
 
     fn append(&mut self, payload: Payload) -> Index {
         self.dirty = true;
+        let time = self.clock().max(self.log.last_time());
         self.log.append(Entry {
             view: self.view,
+            time,
             payload,
         })
     }
@@ -1626,16 +1700,23 @@ impl Replica {
             self.commit = commit;
             self.dirty = true;
         }
-        let done = self.log.apply_to(self.commit);
+        let done: BTreeMap<Index, Output> = self.log.apply_to(self.commit).into_iter().collect();
         if done.is_empty() && self.waiting.is_empty() && self.remote.is_empty() {
             return;
         }
+        // Every waiter at or below the commit point was applied just now: a write is waited
+        // for from its append, which is above the commit point, until the call that passes it.
+        let answer = |index: Index| -> Output {
+            done.get(&index).cloned().unwrap_or_else(|| {
+                debug_assert!(false, "entry {index} answered before it was applied");
+                Output::Ok
+            })
+        };
         let later = self.waiting.split_off(&(self.commit + 1));
-        for token in std::mem::replace(&mut self.waiting, later)
-            .into_values()
-            .flatten()
-        {
-            self.done(token, WriteOutcome::Done);
+        for (index, tokens) in std::mem::replace(&mut self.waiting, later) {
+            for token in tokens {
+                self.done(token, WriteOutcome::Done(answer(index)));
+            }
         }
         let later = self.remote.split_off(&(self.commit + 1));
         for (index, waiters) in std::mem::replace(&mut self.remote, later) {
@@ -1643,6 +1724,7 @@ impl Replica {
                 let outcome = Forwarded::Committed {
                     view: self.view,
                     index,
+                    output: answer(index),
                 };
                 self.send(
                     to,
@@ -1690,7 +1772,7 @@ impl Replica {
             }
             if link.next <= last || link.sent_commit < commit {
                 loop {
-                    let entries = self.log.entries_from(link.next, MAX_BATCH);
+                    let entries = self.log.entries_from(link.next, MAX_BATCH, MAX_BATCH_BYTES);
                     let first = link.next;
                     link.next += entries.len() as u64;
                     let lease = now.0.saturating_sub(link.heard.0) < suspect;
@@ -2011,7 +2093,7 @@ impl Replica {
             Msg::Propose {
                 view: self.view,
                 token: f.token,
-                op: f.op,
+                op: f.op.clone(),
                 tag: f.tag,
             },
         );
@@ -2067,7 +2149,7 @@ impl Replica {
         for (token, _) in std::mem::take(&mut self.forwarded) {
             self.done(token, WriteOutcome::Unknown(why.to_owned()));
         }
-        for token in std::mem::take(&mut self.awaiting).into_values().flatten() {
+        for (token, _) in std::mem::take(&mut self.awaiting).into_values().flatten() {
             self.done(token, WriteOutcome::Unknown(why.to_owned()));
         }
         self.arm_writes();
@@ -2112,8 +2194,9 @@ mod tests {
     fn widest_entry() -> Entry {
         Entry {
             view: u64::MAX,
+            time: u64::MAX,
             payload: Payload::Write {
-                op: Op::Set(i64::MIN),
+                op: KeyOp::seed_write(i64::MIN),
                 tag: Some(Tag {
                     client: u64::MAX,
                     number: u64::MAX,
@@ -2143,7 +2226,12 @@ mod tests {
     fn a_snapshot_with_a_full_client_table_fits_in_a_line() {
         let mut state = State::default();
         for c in 0..log::CLIENT_TABLE_SIZE as u64 {
-            state.clients.insert(u64::MAX - c, (u64::MAX, u64::MAX));
+            let record = log::ClientRecord {
+                number: u64::MAX,
+                index: u64::MAX,
+                output: Output::Int(i64::MIN),
+            };
+            state.clients.insert(u64::MAX - c, record);
         }
         let mut config = Config::founding(Addr::local(7000));
         for p in 7001..7008 {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::addr::Addr;
 use crate::event::Millis;
-use crate::op::Op;
+use crate::keyspace::{KeyOp, Output};
 use crate::replica::config::Config;
 use crate::replica::log::{Entry, Index, Pos, Snapshot, Tag, View};
 
@@ -25,8 +25,13 @@ pub struct Hello {
 /// The answer to a forwarded write.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Forwarded {
-    /// Committed as entry `index` of `view`.
-    Committed { view: View, index: Index },
+    /// Committed as entry `index` of `view`, answering `output` (the same at every replica:
+    /// the backup that forwarded it answers its client once it has applied `index`).
+    Committed {
+        view: View,
+        index: Index,
+        output: Output,
+    },
     /// Not applied, for the reason given.
     Refused(String),
 }
@@ -64,7 +69,7 @@ pub enum Msg {
     Propose {
         view: View,
         token: u64,
-        op: Op,
+        op: KeyOp,
         tag: Option<Tag>,
     },
     /// Primary to backup: what became of proposal `token`.
@@ -164,8 +169,9 @@ mod tests {
                 first: 9,
                 entries: vec![Entry {
                     view: 3,
+                    time: 1_700_000_000_000,
                     payload: Payload::Write {
-                        op: Op::Set(-5),
+                        op: KeyOp::seed_write(-5),
                         tag: Some(Tag {
                             client: 1,
                             number: 2,
@@ -181,7 +187,15 @@ mod tests {
                 group: 3,
                 snapshot: Snapshot {
                     pos: Pos::default(),
-                    state: State::default(),
+                    state: {
+                        let mut state = State::default();
+                        let set = KeyOp::MSet(vec![
+                            (b"k\n%".to_vec(), vec![0, 255]),
+                            (b"plain".to_vec(), b"text".to_vec()),
+                        ]);
+                        state.keys.apply(&set, 0);
+                        state
+                    },
                     config: config.clone(),
                     config_index: 1,
                 },

@@ -5,11 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use ditto_core::keyspace::KeyOp;
 use ditto_core::replica::log::Tag;
 use ditto_core::replica::msg::Msg;
 use ditto_core::{
-    Addr, Bugs, Effect, JoinAnswer, Millis, Op, Replica, ReplicaConfig, Status, Timeouts,
-    WriteOutcome,
+    Addr, Bugs, Effect, JoinAnswer, Millis, Replica, ReplicaConfig, Status, Timeouts, WriteOutcome,
 };
 
 pub const STEP: u64 = 5;
@@ -201,7 +201,7 @@ impl Cluster {
         let now = self.now;
         let r = self.node_mut(port);
         r.tick(now);
-        r.propose(token, Op::Set(v), tag);
+        r.propose(token, KeyOp::seed_write(v), tag);
         token
     }
 

@@ -52,7 +52,10 @@ const CLIENT_TIMING: ClientTiming = ClientTiming {
 fn node_config(port: u16) -> NodeConfig {
     let contact = (port != PRIMARY).then(|| addr(PRIMARY));
     let group = workload::now_ns() ^ u64::from(port);
-    NodeConfig::new(ReplicaConfig::new(addr(port), contact, group))
+    let mut replica = ReplicaConfig::new(addr(port), contact, group);
+    // Simulated time starts at a fixed wall-clock instant, so runs stay reproducible.
+    replica.epoch = Some(1_700_000_000_000);
+    NodeConfig::new(replica)
 }
 
 fn driver_config() -> DriverConfig {
