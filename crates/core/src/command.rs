@@ -82,6 +82,9 @@ pub enum Command {
     Reset,
     Time,
     Sentinel(Sentinel),
+    Multi,
+    Exec,
+    Discard,
 }
 
 /// Why a request is refused: the error reply's text (its first word the kind, e.g. `ERR`).
@@ -307,6 +310,18 @@ pub fn parse(args: &[Bytes], limits: &Limits) -> Result<Command, Refusal> {
             )),
             None => Err(arity(&name)),
         },
+        "MULTI" => {
+            need(n == 0)?;
+            Ok(Command::Multi)
+        }
+        "EXEC" => {
+            need(n == 0)?;
+            Ok(Command::Exec)
+        }
+        "DISCARD" => {
+            need(n == 0)?;
+            Ok(Command::Discard)
+        }
         "QUIT" => Ok(Command::Quit),
         "RESET" => Ok(Command::Reset),
         "TIME" => Ok(Command::Time),

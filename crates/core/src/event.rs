@@ -52,6 +52,12 @@ pub enum Input<'a> {
     Line { conn: ConnId, line: &'a [u8] },
     /// The peer on `conn` sent a line longer than the driver's limit; the driver discarded it.
     LineTooLong { conn: ConnId },
+    /// One RESP request arrived on `conn` (a connection whose first byte was `*`): the
+    /// command's name and arguments.
+    Command { conn: ConnId, args: &'a [Vec<u8>] },
+    /// The RESP stream on `conn` broke its framing (see `resp::RespError`); nothing more can
+    /// be read from it.
+    BadFrame { conn: ConnId, why: &'a str },
     /// `conn` is gone: the peer closed it, it failed, or an outbound connect did not succeed.
     /// Nothing more will arrive on it and anything sent to it is dropped.
     Closed { conn: ConnId },
@@ -71,6 +77,8 @@ pub enum LogLevel {
 pub enum Output {
     /// Write `line` followed by `\n` to `conn`.
     Send { conn: ConnId, line: String },
+    /// Write `bytes` as they are to `conn` (RESP replies, which carry their own framing).
+    Write { conn: ConnId, bytes: Vec<u8> },
     /// Open a TCP connection to the server at `addr`. Sends to `conn` issued before the
     /// connection is up are queued by the driver; a failed connect is reported as
     /// [`Input::Closed`].

@@ -90,29 +90,41 @@ pub enum KeyOp {
     },
     /// `FLUSHALL`.
     FlushAll,
+    /// `MULTI` ... `EXEC`: the steps, applied one after the other as one entry, so no other
+    /// write comes between them; reads among them see the steps before. Answers the array
+    /// of the steps' answers. Steps are never transactions themselves.
+    Exec(Vec<Step>),
+}
+
+/// One command of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Step {
+    Write(KeyOp),
+    Read(Query),
 }
 
 /// A read, answered from the state.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Query {
-    Get(Bytes),
-    MGet(Vec<Bytes>),
+    Get(#[serde(with = "crate::blob")] Bytes),
+    MGet(#[serde(with = "crate::blob::vec")] Vec<Bytes>),
     /// How many of the keys exist (a key named twice counts twice, as in Redis).
-    Exists(Vec<Bytes>),
-    StrLen(Bytes),
+    Exists(#[serde(with = "crate::blob::vec")] Vec<Bytes>),
+    StrLen(#[serde(with = "crate::blob")] Bytes),
     /// `KEYS pattern` (Redis glob).
-    Keys(Bytes),
+    Keys(#[serde(with = "crate::blob")] Bytes),
     /// `SCAN cursor MATCH pattern COUNT n`: 0 starts and ends a scan. As Redis promises, a key
     /// present from the start of a scan to its end is returned (at least once), whatever is
     /// added or deleted meanwhile; keys come in a fixed hash order, not sorted.
     Scan {
         cursor: u64,
+        #[serde(with = "crate::blob::option")]
         pattern: Option<Bytes>,
         count: usize,
     },
     DbSize,
     /// `PTTL key`: -2 if absent, -1 without a deadline, else milliseconds left.
-    PTtl(Bytes),
+    PTtl(#[serde(with = "crate::blob")] Bytes),
 }
 
 /// Why an operation changed nothing.
@@ -124,6 +136,8 @@ pub enum KeyError {
     Overflow,
     /// The write would leave [`SEED_KEY`] holding something other than an integer.
     SeedNotInteger,
+    /// A transaction inside a transaction (`MULTI` does not nest).
+    NestedExec,
     /// A retry of a request applied long ago, whose reply the client table no longer keeps
     /// (it keeps each client's latest only). The request was applied once, not again.
     ReplyForgotten,
@@ -137,6 +151,7 @@ impl std::fmt::Display for KeyError {
             KeyError::SeedNotInteger => {
                 "ERR the key ditto:seed holds the seed protocol's integer; it takes only integers"
             }
+            KeyError::NestedExec => "ERR MULTI calls can not be nested",
             KeyError::ReplyForgotten => {
                 "ERR this request was applied earlier; its reply is no longer kept"
             }
@@ -156,6 +171,9 @@ impl KeyOp {
             KeyOp::Del(keys) => keys.iter().any(|k| k == key),
             KeyOp::MSet(pairs) => pairs.iter().any(|(k, _)| k == key),
             KeyOp::FlushAll => true,
+            KeyOp::Exec(steps) => steps
+                .iter()
+                .any(|s| matches!(s, Step::Write(op) if op.touches(key))),
         }
     }
 
@@ -170,6 +188,13 @@ impl KeyOp {
             KeyOp::Del(keys) => keys.iter().map(Vec::len).sum(),
             KeyOp::MSet(pairs) => pairs.iter().map(|(k, v)| k.len() + v.len()).sum(),
             KeyOp::FlushAll => 0,
+            KeyOp::Exec(steps) => steps
+                .iter()
+                .map(|s| match s {
+                    Step::Write(op) => op.size(),
+                    Step::Read(_) => 16,
+                })
+                .sum(),
         }
     }
 
@@ -402,6 +427,13 @@ impl Keyspace {
             KeyOp::MSet(pairs) => pairs.iter().map(|(k, v)| cost(k, v)).sum(),
             KeyOp::Cas { key, new, .. } => cost(key, new),
             KeyOp::Del(_) | KeyOp::GetDel(_) | KeyOp::FlushAll => 0,
+            KeyOp::Exec(steps) => steps
+                .iter()
+                .map(|s| match s {
+                    Step::Write(op) => self.growth(op),
+                    Step::Read(_) => 0,
+                })
+                .sum(),
         }
     }
 
@@ -499,6 +531,16 @@ impl Keyspace {
                 self.used = 0;
                 Output::Ok
             }
+            KeyOp::Exec(steps) => Output::Array(
+                steps
+                    .iter()
+                    .map(|s| match s {
+                        Step::Write(KeyOp::Exec(_)) => Output::Err(KeyError::NestedExec),
+                        Step::Write(op) => self.apply_guarded(op, now),
+                        Step::Read(q) => self.query(q, now),
+                    })
+                    .collect(),
+            ),
         }
     }
 

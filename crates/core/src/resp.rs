@@ -9,7 +9,8 @@
 //! allocation. Replies are built as [`Reply`] values and written by [`Reply::encode`] in the
 //! protocol version the connection chose.
 //!
-//! Not yet wired to a port: see `docs/design/keyspace.md`.
+//! The driver frames a connection whose first byte is `*` with [`parse_request`]; the node
+//! answers with [`Reply`]s (`crate::node`).
 
 use std::fmt;
 
@@ -193,7 +194,7 @@ fn parse_inline(buf: &[u8]) -> Result<Option<(Args, usize)>, RespError> {
 }
 
 /// Which protocol a connection speaks: RESP2 until a `HELLO 3`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Version {
     #[default]
     Resp2,

@@ -9,27 +9,44 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::event::{ConnId, Output};
+use crate::keyspace::Query;
+use crate::resp::Version;
 use crate::wire;
+
+/// A reply in the form its connection speaks.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Wire {
+    /// A line of the line protocol, without its `\n`.
+    Line(String),
+    /// An encoded RESP reply.
+    Resp(Vec<u8>),
+}
+
+impl From<String> for Wire {
+    fn from(line: String) -> Wire {
+        Wire::Line(line)
+    }
+}
 
 /// One request's place in a connection's reply queue.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Slot {
     /// The reply is known.
-    Done(String),
+    Done(Wire),
     /// A `READ` (or `READ:linearizable`), answered by the role's read function once it reaches
     /// the head of the queue.
     Read(ReadKind),
     /// Waiting for the role to [`Sessions::resolve`] token `id`.
     Pending(u64),
-    /// A `READ` that may not be answered before the role [`Sessions::release`]s token `id`
+    /// A read that may not be answered before the role [`Sessions::release`]s token `id`
     /// (a backup waiting to learn that what it holds is committed); then a plain `Read`.
-    Barrier(u64),
+    Barrier(u64, ReadKind),
     /// Close the connection once every earlier reply is out.
     Close,
 }
 
 /// Which read a queued read is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ReadKind {
     /// `READ`: whatever the role may serve (at a backup, its own committed value).
     Local,
@@ -37,10 +54,13 @@ pub enum ReadKind {
     /// decides when the read reaches the head of its queue, since the node may have stopped
     /// being the primary while earlier requests of the connection were pending.
     Linearizable,
+    /// A RESP read of the keyspace, answered in the connection's protocol version: at a
+    /// backup, from its own committed state, as `READ` is.
+    Query(Box<Query>, Version),
 }
 
 /// How a queued read is answered: the reply line for the replica's state at that moment.
-pub type Read<'a> = &'a dyn Fn(ReadKind) -> String;
+pub type Read<'a> = &'a dyn Fn(&ReadKind) -> Wire;
 
 /// The reply queues of every client connection of a node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -54,11 +74,11 @@ impl Sessions {
     pub fn reply(
         &mut self,
         conn: ConnId,
-        line: String,
+        reply: impl Into<Wire>,
         read: Read<'_>,
         out: &mut VecDeque<Output>,
     ) {
-        self.push(conn, Slot::Done(line), read, out);
+        self.push(conn, Slot::Done(reply.into()), read, out);
     }
 
     /// Queues a `READ`. It is answered by calling `read` (here, or in a later call that lets it
@@ -73,6 +93,17 @@ impl Sessions {
         self.push(conn, Slot::Read(ReadKind::Linearizable), read, out);
     }
 
+    /// Queues a read of any kind, answered like [`Sessions::read`].
+    pub fn read_kind(
+        &mut self,
+        conn: ConnId,
+        kind: ReadKind,
+        read: Read<'_>,
+        out: &mut VecDeque<Output>,
+    ) {
+        self.push(conn, Slot::Read(kind), read, out);
+    }
+
     /// Queues a request whose reply the role will give later through [`Sessions::resolve`].
     pub fn pending(&mut self, conn: ConnId, id: u64) {
         self.queues
@@ -81,12 +112,12 @@ impl Sessions {
             .push_back(Slot::Pending(id));
     }
 
-    /// Queues a `READ` that waits for [`Sessions::release`] of `id` before it may be answered.
-    pub fn read_after(&mut self, conn: ConnId, id: u64) {
+    /// Queues a read that waits for [`Sessions::release`] of `id` before it may be answered.
+    pub fn read_after(&mut self, conn: ConnId, id: u64, kind: ReadKind) {
         self.queues
             .entry(conn)
             .or_default()
-            .push_back(Slot::Barrier(id));
+            .push_back(Slot::Barrier(id, kind));
     }
 
     /// Lets the `READ` queued with [`Sessions::read_after`] as `id` be answered once it reaches
@@ -95,8 +126,14 @@ impl Sessions {
         let Some(queue) = self.queues.get_mut(&conn) else {
             return;
         };
-        if let Some(slot) = queue.iter_mut().find(|s| **s == Slot::Barrier(id)) {
-            *slot = Slot::Read(ReadKind::Local);
+        if let Some(slot) = queue
+            .iter_mut()
+            .find(|s| matches!(s, Slot::Barrier(b, _) if *b == id))
+        {
+            let Slot::Barrier(_, kind) = std::mem::replace(slot, Slot::Close) else {
+                return;
+            };
+            *slot = Slot::Read(kind);
             self.drain(conn, read, out);
         }
     }
@@ -117,13 +154,26 @@ impl Sessions {
         self.close(conn, read, out);
     }
 
+    /// Answers a broken RESP stream with `reply`, then closes the connection once the earlier
+    /// replies are out, as Redis does after a protocol error.
+    pub fn refuse_frame(
+        &mut self,
+        conn: ConnId,
+        reply: Vec<u8>,
+        read: Read<'_>,
+        out: &mut VecDeque<Output>,
+    ) {
+        self.reply(conn, Wire::Resp(reply), read, out);
+        self.close(conn, read, out);
+    }
+
     /// Gives pending request `id` of `conn` its reply and sends whatever is now at the head.
     /// Unknown connections (closed meanwhile) and ids are ignored.
     pub fn resolve(
         &mut self,
         conn: ConnId,
         id: u64,
-        line: String,
+        reply: impl Into<Wire>,
         read: Read<'_>,
         out: &mut VecDeque<Output>,
     ) {
@@ -131,7 +181,7 @@ impl Sessions {
             return;
         };
         if let Some(slot) = queue.iter_mut().find(|s| **s == Slot::Pending(id)) {
-            *slot = Slot::Done(line);
+            *slot = Slot::Done(reply.into());
             self.drain(conn, read, out);
         }
     }
@@ -148,7 +198,7 @@ impl Sessions {
         self.queues.get(&conn).is_some_and(|q| {
             q.iter()
                 .take_while(|s| **s != Slot::Pending(id))
-                .any(|s| matches!(s, Slot::Read(_) | Slot::Barrier(_)))
+                .any(|s| matches!(s, Slot::Read(_) | Slot::Barrier(..)))
         })
     }
 
@@ -168,14 +218,17 @@ impl Sessions {
         };
         while let Some(slot) = queue.front() {
             match slot {
-                Slot::Pending(_) | Slot::Barrier(_) => return,
+                Slot::Pending(_) | Slot::Barrier(..) => return,
                 Slot::Done(_) | Slot::Read(_) => {
-                    let line = match queue.pop_front() {
-                        Some(Slot::Done(line)) => line,
-                        Some(Slot::Read(kind)) => read(kind),
+                    let reply = match queue.pop_front() {
+                        Some(Slot::Done(reply)) => reply,
+                        Some(Slot::Read(kind)) => read(&kind),
                         _ => continue,
                     };
-                    out.push_back(Output::Send { conn, line });
+                    out.push_back(match reply {
+                        Wire::Line(line) => Output::Send { conn, line },
+                        Wire::Resp(bytes) => Output::Write { conn, bytes },
+                    });
                 }
                 Slot::Close => {
                     out.push_back(Output::Close { conn });
@@ -198,6 +251,7 @@ mod tests {
         out.drain(..)
             .map(|o| match o {
                 Output::Send { line, .. } => line,
+                Output::Write { bytes, .. } => String::from_utf8_lossy(&bytes).into_owned(),
                 Output::Close { .. } => "<close>".into(),
                 other => panic!("unexpected {other:?}"),
             })
@@ -210,15 +264,18 @@ mod tests {
         // the role as it is then (it may no longer be the primary).
         let c = ConnId::Inbound(1);
         let (mut s, mut out) = (Sessions::default(), VecDeque::new());
-        let answer = |kind: ReadKind| match kind {
-            ReadKind::Local => wire::value_reply(1),
-            ReadKind::Linearizable => "ERR:not the primary".to_owned(),
+        let answer = |kind: &ReadKind| -> Wire {
+            match kind {
+                ReadKind::Linearizable => "ERR:not the primary".to_owned(),
+                _ => wire::value_reply(1),
+            }
+            .into()
         };
         s.pending(c, 10);
-        s.read_linearizable(c, &|_| wire::value_reply(0), &mut out);
-        s.read(c, &|_| wire::value_reply(0), &mut out);
+        s.read_linearizable(c, &|_| wire::value_reply(0).into(), &mut out);
+        s.read(c, &|_| wire::value_reply(0).into(), &mut out);
         assert!(out.is_empty());
-        s.resolve(c, 10, "ACK".into(), &answer, &mut out);
+        s.resolve(c, 10, "ACK".to_owned(), &answer, &mut out);
         assert_eq!(sent(&mut out), ["ACK", "ERR:not the primary", "VALUE:1"]);
     }
 
@@ -227,10 +284,21 @@ mod tests {
         let c = ConnId::Inbound(1);
         let (mut s, mut out) = (Sessions::default(), VecDeque::new());
         s.pending(c, 10);
-        s.read(c, &|_| wire::value_reply(0), &mut out);
-        s.reply(c, "ERR:x".into(), &|_| wire::value_reply(0), &mut out);
+        s.read(c, &|_| wire::value_reply(0).into(), &mut out);
+        s.reply(
+            c,
+            "ERR:x".to_owned(),
+            &|_| wire::value_reply(0).into(),
+            &mut out,
+        );
         assert!(out.is_empty(), "nothing may overtake the pending write");
-        s.resolve(c, 10, "ACK".into(), &|_| wire::value_reply(5), &mut out);
+        s.resolve(
+            c,
+            10,
+            "ACK".to_owned(),
+            &|_| wire::value_reply(5).into(),
+            &mut out,
+        );
         assert_eq!(sent(&mut out), ["ACK", "VALUE:5", "ERR:x"]);
         assert!(!s.is_busy(c));
     }
@@ -240,8 +308,14 @@ mod tests {
         let c = ConnId::Inbound(1);
         let (mut s, mut out) = (Sessions::default(), VecDeque::new());
         s.pending(c, 1);
-        s.read(c, &|_| wire::value_reply(0), &mut out);
-        s.resolve(c, 1, "ACK".into(), &|_| wire::value_reply(9), &mut out);
+        s.read(c, &|_| wire::value_reply(0).into(), &mut out);
+        s.resolve(
+            c,
+            1,
+            "ACK".to_owned(),
+            &|_| wire::value_reply(9).into(),
+            &mut out,
+        );
         assert_eq!(sent(&mut out), ["ACK", "VALUE:9"]);
     }
 
@@ -249,11 +323,16 @@ mod tests {
     fn a_read_behind_a_barrier_waits_and_then_takes_the_value_of_its_turn() {
         let c = ConnId::Inbound(1);
         let (mut s, mut out) = (Sessions::default(), VecDeque::new());
-        s.read_after(c, 1);
-        s.reply(c, "ACK".into(), &|_| wire::value_reply(0), &mut out);
+        s.read_after(c, 1, ReadKind::Local);
+        s.reply(
+            c,
+            "ACK".to_owned(),
+            &|_| wire::value_reply(0).into(),
+            &mut out,
+        );
         assert!(out.is_empty(), "nothing overtakes the read");
         assert!(s.has_read_before(c, 99));
-        s.release(c, 1, &|_| wire::value_reply(4), &mut out);
+        s.release(c, 1, &|_| wire::value_reply(4).into(), &mut out);
         assert_eq!(sent(&mut out), ["VALUE:4", "ACK"]);
     }
 
@@ -262,16 +341,28 @@ mod tests {
         let c = ConnId::Inbound(1);
         let (mut s, mut out) = (Sessions::default(), VecDeque::new());
         s.pending(c, 1);
-        s.close(c, &|_| wire::value_reply(0), &mut out);
-        s.resolve(c, 2, "ACK".into(), &|_| wire::value_reply(0), &mut out);
+        s.close(c, &|_| wire::value_reply(0).into(), &mut out);
+        s.resolve(
+            c,
+            2,
+            "ACK".to_owned(),
+            &|_| wire::value_reply(0).into(),
+            &mut out,
+        );
         assert!(out.is_empty());
-        s.resolve(c, 1, "ACK".into(), &|_| wire::value_reply(0), &mut out);
+        s.resolve(
+            c,
+            1,
+            "ACK".to_owned(),
+            &|_| wire::value_reply(0).into(),
+            &mut out,
+        );
         assert_eq!(sent(&mut out), ["ACK", "<close>"]);
         s.resolve(
             ConnId::Inbound(7),
             1,
-            "ACK".into(),
-            &|_| wire::value_reply(0),
+            "ACK".to_owned(),
+            &|_| wire::value_reply(0).into(),
             &mut out,
         );
         assert!(out.is_empty());

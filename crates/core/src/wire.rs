@@ -55,6 +55,8 @@ pub enum Request {
     TaggedWrite { value: i64, tag: Tag },
     /// `FAILOVER` or `FAILOVER:host:port` (ditto): ask the primary to hand over.
     Failover(Option<Addr>),
+    /// `AUTH:password` (ditto): give the client password, where the server has one.
+    Auth(String),
 }
 
 /// Why a line is not a valid request. The `Display` text is what follows `ERR:` on the wire.
@@ -123,6 +125,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ParseError> {
         "PROPOSE" => "PROPOSE",
         "STATUS" => "STATUS",
         "FAILOVER" => "FAILOVER",
+        "AUTH" => "AUTH",
         _ => return Err(ParseError::UnknownVerb),
     };
     let needs = |arg: Option<&str>| match arg {
@@ -164,6 +167,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ParseError> {
                 .map(|a| Request::Failover(Some(a)))
                 .map_err(|_| ParseError::BadAddr),
         },
+        "AUTH" => Ok(Request::Auth(needs(arg)?)),
         "UPDATE" => Ok(Request::Update(value(&needs(arg)?)?)),
         "JOIN" => Ok(Request::Join(port(&needs(arg)?)?)),
         "SYNC" => Ok(Request::Sync(port(&needs(arg)?)?)),

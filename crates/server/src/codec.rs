@@ -1,6 +1,8 @@
-//! Splitting a byte stream into lines, with a hard limit on line length.
+//! Framing what a connection sends: lines, with a hard limit on their length, or RESP
+//! requests, chosen by the connection's first byte.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use ditto_core::resp;
 use tokio_util::codec::Decoder;
 
 /// What the decoder found.
@@ -85,6 +87,120 @@ impl Decoder for LineCodec {
     }
 }
 
+/// What a server reads from one connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// A line of the line protocol (or of a replication stream).
+    Line(Bytes),
+    /// A line over the limit, dropped (see [`Frame::TooLong`]).
+    TooLong,
+    /// A RESP request: the command and its arguments.
+    Command(Vec<Vec<u8>>),
+    /// The RESP stream broke its framing; nothing more is read from it.
+    BadFrame(String),
+}
+
+/// Which protocol a connection speaks, decided by its first byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Proto {
+    Undecided,
+    /// The line protocol; `first` until the first line is out.
+    Lines {
+        first: bool,
+    },
+    Resp,
+    Broken,
+}
+
+/// The decoder of a server's connections: a connection whose first byte is `*` speaks RESP
+/// (as every Redis client sends its first command), anything else the line protocol. A
+/// connection whose first line is a replica's `PEER:` hello carries a replication stream,
+/// whose lines (snapshots, batches of large values) may be up to `stream_max` long.
+#[derive(Clone, Debug)]
+pub struct ServerCodec {
+    lines: LineCodec,
+    proto: Proto,
+    stream_max: usize,
+}
+
+impl ServerCodec {
+    pub fn new(max_line: usize, stream_max: usize) -> ServerCodec {
+        ServerCodec {
+            lines: LineCodec::new(max_line),
+            proto: Proto::Undecided,
+            stream_max,
+        }
+    }
+
+    fn line(&mut self, frame: Option<Frame>) -> Option<Request> {
+        let frame = frame?;
+        if let Proto::Lines { first: true } = self.proto {
+            self.proto = Proto::Lines { first: false };
+            if matches!(&frame, Frame::Line(l) if l.starts_with(b"PEER:")) {
+                self.lines.max = self.stream_max;
+            }
+        }
+        Some(match frame {
+            Frame::Line(l) => Request::Line(l),
+            Frame::TooLong => Request::TooLong,
+        })
+    }
+}
+
+impl Decoder for ServerCodec {
+    type Item = Request;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, Self::Error> {
+        if self.proto == Proto::Undecided {
+            match buf.first() {
+                None => return Ok(None),
+                Some(b'*') => self.proto = Proto::Resp,
+                Some(_) => self.proto = Proto::Lines { first: true },
+            }
+        }
+        match self.proto {
+            Proto::Undecided | Proto::Lines { .. } => {
+                let frame = self.lines.decode(buf)?;
+                Ok(self.line(frame))
+            }
+            Proto::Resp => match resp::parse_request(buf) {
+                Ok(Some((args, used))) => {
+                    buf.advance(used);
+                    Ok(Some(Request::Command(args)))
+                }
+                Ok(None) => Ok(None),
+                Err(e) => {
+                    buf.clear();
+                    self.proto = Proto::Broken;
+                    Ok(Some(Request::BadFrame(e.to_string())))
+                }
+            },
+            Proto::Broken => {
+                buf.clear();
+                Ok(None)
+            }
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, Self::Error> {
+        match self.proto {
+            Proto::Undecided | Proto::Lines { .. } => {
+                let frame = self.lines.decode_eof(buf)?;
+                Ok(self.line(frame))
+            }
+            // A request cut off by the end of the stream is dropped, as Redis drops it.
+            Proto::Resp | Proto::Broken => {
+                let request = self.decode(buf)?;
+                if request.is_none() {
+                    buf.clear();
+                }
+                Ok(request)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +233,62 @@ mod tests {
             [line("READ"), line("WRITE:5"), line("READ")]
         );
         assert_eq!(lines(b"\n", 64), [line("")]);
+    }
+
+    fn requests(input: &[u8], max: usize, stream_max: usize) -> Vec<Request> {
+        let mut codec = ServerCodec::new(max, stream_max);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for &b in input {
+            buf.extend_from_slice(&[b]);
+            while let Some(r) = codec.decode(&mut buf).unwrap() {
+                out.push(r);
+            }
+        }
+        while let Some(r) = codec.decode_eof(&mut buf).unwrap() {
+            out.push(r);
+        }
+        out
+    }
+
+    #[test]
+    fn the_first_byte_chooses_the_protocol() {
+        let get = Request::Command(vec![b"GET".to_vec(), b"k".to_vec()]);
+        assert_eq!(
+            requests(
+                b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+                64,
+                64
+            ),
+            [get.clone(), get]
+        );
+        assert_eq!(
+            requests(b"READ\n*2\r\n", 64, 64),
+            [
+                Request::Line(Bytes::from_static(b"READ")),
+                Request::Line(Bytes::from_static(b"*2"))
+            ],
+            "a line-protocol connection stays one"
+        );
+        let bad = requests(b"*x\r\nmore", 64, 64);
+        assert!(matches!(&bad[..], [Request::BadFrame(_)]), "{bad:?}");
+        assert_eq!(
+            requests(b"*2\r\n$3\r\nGET", 64, 64),
+            [],
+            "a request cut off at the end is dropped"
+        );
+    }
+
+    #[test]
+    fn a_replication_stream_may_carry_longer_lines() {
+        let mut input = b"PEER:{}\n".to_vec();
+        input.extend_from_slice(&[b'x'; 100]);
+        input.push(b'\n');
+        assert!(matches!(requests(&input, 16, 1000)[1], Request::Line(ref l) if l.len() == 100));
+        let mut client = b"READ\n".to_vec();
+        client.extend_from_slice(&[b'x'; 100]);
+        client.push(b'\n');
+        assert_eq!(requests(&client, 16, 1000)[1], Request::TooLong);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! One task per connection: reads lines for the driver, writes the lines the driver sends back.
+//! One task per connection: reads requests (lines or RESP) for the driver, writes the replies
+//! the driver sends back.
 
 use bytes::Bytes;
 use ditto_core::ConnId;
@@ -7,13 +8,15 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 
-use crate::codec::{Frame, LineCodec};
+use crate::codec::{Request, ServerCodec};
 
 /// What a connection task tells the driver.
 #[derive(Debug)]
 pub(crate) enum Event {
     Line(ConnId, Bytes),
     TooLong(ConnId),
+    Command(ConnId, Vec<Vec<u8>>),
+    BadFrame(ConnId, String),
     Closed(ConnId),
 }
 
@@ -21,6 +24,8 @@ pub(crate) enum Event {
 #[derive(Debug)]
 pub(crate) enum Cmd {
     Line(String),
+    /// Bytes to write as they are (a RESP reply).
+    Bytes(Vec<u8>),
     Close,
     /// The connection carries a replication stream: read it whatever is owed.
     Stream,
@@ -30,6 +35,8 @@ pub(crate) enum Cmd {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConnLimits {
     pub max_line: usize,
+    /// Longest line of a replication stream (a connection that opened with `PEER:`).
+    pub max_stream_line: usize,
     /// How many more lines may be read than written before reading pauses: a client that
     /// pipelines without reading replies cannot make the server queue without bound.
     pub max_in_flight: i64,
@@ -49,7 +56,8 @@ pub(crate) async fn run<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (reader, writer) = tokio::io::split(stream);
-    let mut reader = FramedRead::new(reader, LineCodec::new(limits.max_line));
+    let codec = ServerCodec::new(limits.max_line, limits.max_stream_line);
+    let mut reader = FramedRead::new(reader, codec);
     let mut writer = BufWriter::new(writer);
     // Lines read minus lines written. Requests make it grow and replies shrink it; on a
     // replication stream the two directions balance the same way.
@@ -63,14 +71,23 @@ pub(crate) async fn run<S>(
             // pauses once `max_in_flight` replies are owed.
             biased;
             frame = reader.next(), if reading && (stream_mode || in_flight < limits.max_in_flight) => match frame {
-                Some(Ok(Frame::Line(line))) => {
+                Some(Ok(Request::Line(line))) => {
                     in_flight += 1;
                     let _ = events.send(Event::Line(id, line));
                 }
-                Some(Ok(Frame::TooLong)) => {
+                Some(Ok(Request::Command(args))) => {
+                    in_flight += 1;
+                    let _ = events.send(Event::Command(id, args));
+                }
+                Some(Ok(Request::TooLong)) => {
                     in_flight += 1;
                     reading = false;
                     let _ = events.send(Event::TooLong(id));
+                }
+                Some(Ok(Request::BadFrame(why))) => {
+                    in_flight += 1;
+                    reading = false;
+                    let _ = events.send(Event::BadFrame(id, why));
                 }
                 Some(Err(_)) | None => {
                     reading = false;
@@ -88,6 +105,10 @@ pub(crate) async fn run<S>(
                             in_flight -= 1;
                             writer.write_all(line.as_bytes()).await.is_ok()
                                 && writer.write_all(b"\n").await.is_ok()
+                        }
+                        Some(Cmd::Bytes(bytes)) => {
+                            in_flight -= 1;
+                            writer.write_all(&bytes).await.is_ok()
                         }
                         Some(Cmd::Stream) => {
                             stream_mode = true;

@@ -22,6 +22,9 @@ use crate::net::{Listener, Net};
 pub struct DriverConfig {
     /// Longest request line, terminator excluded.
     pub max_line: usize,
+    /// Longest line of a replication stream: a snapshot travels as one line until state
+    /// transfer is chunked, so this bounds the keyspace a backup can be sent.
+    pub max_stream_line: usize,
     /// Requests one connection may have unanswered before the server stops reading from it.
     pub max_in_flight: i64,
     /// How long an outbound connect may take before it counts as failed.
@@ -37,6 +40,7 @@ impl Default for DriverConfig {
     fn default() -> Self {
         DriverConfig {
             max_line: wire::MAX_LINE,
+            max_stream_line: 512 << 20,
             max_in_flight: 1024,
             connect_timeout: Duration::from_secs(2),
             max_batch_events: 4096,
@@ -152,6 +156,7 @@ impl<N: Net, M: Machine> Driver<N, M> {
     fn limits(&self) -> ConnLimits {
         ConnLimits {
             max_line: self.cfg.max_line,
+            max_stream_line: self.cfg.max_stream_line,
             max_in_flight: self.cfg.max_in_flight,
         }
     }
@@ -160,6 +165,8 @@ impl<N: Net, M: Machine> Driver<N, M> {
         match event {
             Event::Line(conn, line) => self.feed(Input::Line { conn, line: &line }),
             Event::TooLong(conn) => self.feed(Input::LineTooLong { conn }),
+            Event::Command(conn, args) => self.feed(Input::Command { conn, args: &args }),
+            Event::BadFrame(conn, why) => self.feed(Input::BadFrame { conn, why: &why }),
             Event::Closed(conn) => {
                 self.conns.remove(&conn);
                 self.feed(Input::Closed { conn });
@@ -184,6 +191,11 @@ impl<N: Net, M: Machine> Driver<N, M> {
                 Output::Send { conn, line } => {
                     if let Some(tx) = self.conns.get(&conn) {
                         let _ = tx.send(Cmd::Line(line));
+                    }
+                }
+                Output::Write { conn, bytes } => {
+                    if let Some(tx) = self.conns.get(&conn) {
+                        let _ = tx.send(Cmd::Bytes(bytes));
                     }
                 }
                 Output::Close { conn } => {

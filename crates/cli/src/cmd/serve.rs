@@ -55,6 +55,89 @@ fn has_port(text: &str) -> bool {
     text.starts_with('[') && text.contains("]:") || text.matches(':').count() == 1
 }
 
+/// What a server stores and whom it answers.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Refuse writes that would take the keys and values past this size (e.g. 100mb, 2gb;
+    /// `OOM` errors, as Redis's noeviction policy). Nothing is evicted and nothing acknowledged
+    /// is lost. Unlimited by default.
+    #[arg(long, value_name = "BYTES", value_parser = bytes_size)]
+    maxmemory: Option<usize>,
+    /// Longest key a request may carry.
+    #[arg(long, value_name = "BYTES", default_value = "512", value_parser = bytes_size)]
+    max_key_bytes: usize,
+    /// Longest value a request may carry.
+    #[arg(long, value_name = "BYTES", default_value = "1mb", value_parser = bytes_size)]
+    max_value_bytes: usize,
+    /// A file whose first line is the client password (clients then `AUTH` first; the line
+    /// protocol's form is `AUTH:<password>`). The environment variable DITTO_PASSWORD works
+    /// too; there is no flag for the password itself, since `ps` shows flags to everyone.
+    #[arg(long, value_name = "PATH")]
+    requirepass_file: Option<std::path::PathBuf>,
+    /// The name Sentinel clients know the group by (`SENTINEL get-master-addr-by-name NAME`).
+    #[arg(long, default_value = "ditto")]
+    name: String,
+}
+
+impl StoreArgs {
+    /// Puts these settings into `cfg`.
+    fn apply(&self, cfg: &mut NodeConfig) -> anyhow::Result<()> {
+        cfg.replica.max_memory = self.maxmemory;
+        cfg.limits.max_key = self.max_key_bytes;
+        cfg.limits.max_value = self.max_value_bytes;
+        cfg.name = self.name.clone();
+        cfg.password = match (&self.requirepass_file, std::env::var("DITTO_PASSWORD")) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read --requirepass-file {}", path.display())
+                })?;
+                let first = text
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end()
+                    .to_owned();
+                anyhow::ensure!(
+                    !first.is_empty(),
+                    "--requirepass-file {} is empty",
+                    path.display()
+                );
+                Some(first)
+            }
+            (None, Ok(pw)) if !pw.is_empty() => Some(pw),
+            (None, _) => None,
+        };
+        Ok(())
+    }
+}
+
+/// A size in bytes: a number, optionally followed by k, kb, m, mb, g or gb (powers of 1024,
+/// as Redis reads `maxmemory`).
+fn bytes_size(text: &str) -> Result<usize, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (e.g. 512, 64kb, 100mb, 2gb)"))?;
+    let scale: usize = match unit {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "'{text}': unknown unit '{unit}' (use kb, mb or gb)"
+            ));
+        }
+    };
+    n.checked_mul(scale)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("'{text}' is out of range"))
+}
+
 #[derive(Debug, Args)]
 pub struct PrimaryArgs {
     /// Port to listen on.
@@ -62,6 +145,8 @@ pub struct PrimaryArgs {
     port: u16,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +160,8 @@ pub struct BackupArgs {
     primary: Addr,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 async fn bind(net: &TokioNet, port: u16) -> anyhow::Result<tokio::net::TcpListener> {
@@ -101,7 +188,16 @@ fn group_seed() -> u64 {
 
 pub async fn primary(args: PrimaryArgs, exit_on_eof: bool) -> anyhow::Result<ExitCode> {
     let me = args.net.advertised(args.port)?;
-    run("primary", args.port, &args.net, me, None, exit_on_eof).await
+    run(
+        "primary",
+        args.port,
+        &args.net,
+        &args.store,
+        me,
+        None,
+        exit_on_eof,
+    )
+    .await
 }
 
 pub async fn backup(args: BackupArgs, exit_on_eof: bool) -> anyhow::Result<ExitCode> {
@@ -114,6 +210,7 @@ pub async fn backup(args: BackupArgs, exit_on_eof: bool) -> anyhow::Result<ExitC
         "backup",
         args.backup_port,
         &args.net,
+        &args.store,
         me,
         contact,
         exit_on_eof,
@@ -125,6 +222,7 @@ async fn run(
     role: &str,
     port: u16,
     net_args: &NetArgs,
+    store: &StoreArgs,
     me: Addr,
     contact: Option<Addr>,
     exit_on_eof: bool,
@@ -144,7 +242,8 @@ async fn run(
     let mut replica = ReplicaConfig::new(me, contact, group_seed());
     // The driver's time 0 is about now: entries are stamped from the wall clock from here on.
     replica.epoch = Some(unix_millis());
-    let cfg = NodeConfig::new(replica);
+    let mut cfg = NodeConfig::new(replica);
+    store.apply(&mut cfg)?;
     ditto_server::run_node(
         net,
         listener,
@@ -197,6 +296,17 @@ mod tests {
             advertise: advertise.map(str::to_owned),
             source_addr: None,
         }
+    }
+
+    #[test]
+    fn sizes_take_redis_units() {
+        assert_eq!(bytes_size("512"), Ok(512));
+        assert_eq!(bytes_size("64kb"), Ok(64 << 10));
+        assert_eq!(bytes_size("100MB"), Ok(100 << 20));
+        assert_eq!(bytes_size("2g"), Ok(2 << 30));
+        assert!(bytes_size("0").is_err());
+        assert!(bytes_size("5 parsecs").is_err());
+        assert!(bytes_size("mb").is_err());
     }
 
     #[test]

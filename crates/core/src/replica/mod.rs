@@ -404,6 +404,12 @@ impl Replica {
         self.log.state()
     }
 
+    /// The time reads are answered at (see `read_time`), in milliseconds since the UNIX
+    /// epoch: what `TIME` reports.
+    pub fn wall_clock(&self) -> u64 {
+        self.read_time()
+    }
+
     /// This replica's wall clock in milliseconds since the UNIX epoch, or 0 without one.
     fn clock(&self) -> u64 {
         self.cfg.epoch.map_or(0, |e| e.saturating_add(self.now.0))

@@ -11,10 +11,13 @@
 //! driver feeds every queued input first, so all the writes that arrived meanwhile leave in one
 //! replication message.
 
-use std::collections::{BTreeMap, VecDeque};
+mod redis;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
 use crate::addr::Addr;
+use crate::command::Limits;
 use crate::event::{ConnId, Input, LogLevel, Machine, Millis, Output};
 use crate::keyspace::{KeyOp, Output as KeyOutput};
 use crate::replica::config::Kind;
@@ -22,7 +25,7 @@ use crate::replica::log::{Index, Tag};
 use crate::replica::msg::{Hello, Msg};
 use crate::replica::{Effect, JoinAnswer, Replica, ReplicaConfig, Status, WriteOutcome};
 use crate::seed::{Pusher, SeedFollower, SeedTimeouts};
-use crate::session::{ReadKind, Sessions};
+use crate::session::{ReadKind, Sessions, Wire};
 use crate::wire::{self, Request};
 
 /// Settings of a node.
@@ -30,6 +33,13 @@ use crate::wire::{self, Request};
 pub struct NodeConfig {
     pub replica: ReplicaConfig,
     pub seed: SeedTimeouts,
+    /// Longest key and value a request may carry.
+    pub limits: Limits,
+    /// The client password: until a connection gives it (`AUTH`), every command but `AUTH`,
+    /// `HELLO` and `QUIT` is refused and changes nothing. Replica streams are not clients.
+    pub password: Option<String>,
+    /// The name Sentinel clients ask for the group by (`SENTINEL get-master-addr-by-name`).
+    pub name: String,
 }
 
 impl NodeConfig {
@@ -37,8 +47,18 @@ impl NodeConfig {
         NodeConfig {
             replica,
             seed: SeedTimeouts::default(),
+            limits: Limits::default(),
+            password: None,
+            name: "ditto".to_owned(),
         }
     }
+}
+
+/// A request that arrived before the node knew its group, kept to be answered once it does.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Held {
+    Line(Vec<u8>),
+    Command(Vec<Vec<u8>>),
 }
 
 /// What a connection is for.
@@ -81,8 +101,14 @@ pub struct Node {
     writes: BTreeMap<u64, ConnId>,
     /// Writes of a connection held back behind an unanswered `READ` of the same connection.
     deferred: BTreeMap<ConnId, VecDeque<(u64, KeyOp, Option<Tag>)>>,
-    /// Client lines that arrived while the node was still discovering its group.
-    held: VecDeque<(ConnId, Vec<u8>)>,
+    /// Client requests that arrived while the node was still discovering its group.
+    held: VecDeque<(ConnId, Held)>,
+    /// The RESP connections, with what each chose (`crate::node` answers their commands).
+    redis: BTreeMap<ConnId, redis::RedisConn>,
+    /// Connections that gave the password (only kept when one is set).
+    authed: BTreeSet<ConnId>,
+    /// RESP connection ids, as `CLIENT ID` reports them.
+    next_client_id: u64,
     /// Reads at a backup waiting for its commit point: (connection, token, barrier).
     barriers: Vec<(ConnId, u64, (u64, Index))>,
     pusher: Pusher,
@@ -108,6 +134,9 @@ impl Node {
             writes: BTreeMap::new(),
             deferred: BTreeMap::new(),
             held: VecDeque::new(),
+            redis: BTreeMap::new(),
+            authed: BTreeSet::new(),
+            next_client_id: 0,
             barriers: Vec::new(),
             out: VecDeque::new(),
         }
@@ -205,7 +234,7 @@ impl Node {
                 if discovering {
                     // Until the node knows whether it belongs to a group, it cannot say what it
                     // holds: requests wait (at most the discovery time).
-                    return self.held.push_back((conn, line.to_vec()));
+                    return self.held.push_back((conn, Held::Line(line.to_vec())));
                 }
                 self.on_request(conn, line);
             }
@@ -252,7 +281,11 @@ impl Node {
 
     fn on_request(&mut self, conn: ConnId, line: &[u8]) {
         self.conns.entry(conn).or_insert(Conn::Client);
-        let reply = match wire::parse_request(line) {
+        let request = wire::parse_request(line);
+        if let Some(refusal) = self.line_auth(conn, &request) {
+            return self.reply(conn, refusal);
+        }
+        let reply = match request {
             Ok(Request::Read) => return self.read(conn),
             Ok(Request::ReadLinearizable) => {
                 let Node {
@@ -290,6 +323,9 @@ impl Node {
                 },
                 Mode::Seed(_) => wire::err_reply("this server follows a seed-only primary"),
             },
+            Ok(Request::Auth(_)) => {
+                wire::err_reply("AUTH given, but this server has no client password set")
+            }
             Ok(Request::Sync(_) | Request::Acked(_) | Request::Propose) => {
                 wire::err_reply(wire::ParseError::UnknownVerb)
             }
@@ -299,21 +335,27 @@ impl Node {
     }
 
     /// Queues a known reply on `conn`, after the replies owed before it.
-    fn reply(&mut self, conn: ConnId, line: String) {
+    fn reply(&mut self, conn: ConnId, reply: impl Into<Wire>) {
         let Node {
             mode,
             sessions,
             out,
             ..
         } = self;
-        sessions.reply(conn, line, &|kind| read_reply(mode, kind), out);
+        sessions.reply(conn, reply, &|kind| read_reply(mode, kind), out);
     }
 
     fn read(&mut self, conn: ConnId) {
+        self.read_kind(conn, ReadKind::Local);
+    }
+
+    /// Queues a read of the committed state; at a backup holding entries beyond its commit
+    /// point, after that point reaches them (see [`Replica::read_barrier`]).
+    fn read_kind(&mut self, conn: ConnId, kind: ReadKind) {
         if let Some(barrier) = self.replica().and_then(Replica::read_barrier) {
             self.next_token += 1;
             let token = self.next_token;
-            self.sessions.read_after(conn, token);
+            self.sessions.read_after(conn, token, kind);
             return self.barriers.push((conn, token, barrier));
         }
         let Node {
@@ -322,7 +364,34 @@ impl Node {
             out,
             ..
         } = self;
-        sessions.read(conn, &|kind| read_reply(mode, kind), out);
+        sessions.read_kind(conn, kind, &|kind| read_reply(mode, kind), out);
+    }
+
+    /// With a password set, the line protocol's refusal of `request` on a connection that has
+    /// not given it (`AUTH:<password>`), or the answer to that `AUTH`.
+    fn line_auth(
+        &mut self,
+        conn: ConnId,
+        request: &Result<Request, wire::ParseError>,
+    ) -> Option<String> {
+        let password = self.cfg.password.as_deref()?;
+        if let Ok(Request::Auth(given)) = request {
+            return Some(
+                if redis::same_secret(given.as_bytes(), password.as_bytes()) {
+                    self.authed.insert(conn);
+                    wire::ACK.to_owned()
+                } else {
+                    self.authed.remove(&conn);
+                    wire::err_reply("WRONGPASS invalid password")
+                },
+            );
+        }
+        if self.authed.contains(&conn) {
+            return None;
+        }
+        Some(wire::err_reply(
+            "NOAUTH authentication required; send AUTH:<password> first",
+        ))
     }
 
     fn write(&mut self, conn: ConnId, op: KeyOp, tag: Option<Tag>) {
@@ -381,10 +450,14 @@ impl Node {
         let Some(conn) = self.writes.remove(&token) else {
             return;
         };
-        let line = match outcome {
-            WriteOutcome::Done(KeyOutput::Err(e)) => wire::err_reply(e),
-            WriteOutcome::Done(_) => wire::ACK.to_owned(),
-            WriteOutcome::Refused(why) | WriteOutcome::Unknown(why) => wire::err_reply(why),
+        let line: Wire = match self.redis.get(&conn) {
+            Some(rc) => Wire::Resp(redis::write_reply(&outcome).to_bytes(rc.version)),
+            None => match outcome {
+                WriteOutcome::Done(KeyOutput::Err(e)) => wire::err_reply(e),
+                WriteOutcome::Done(_) => wire::ACK.to_owned(),
+                WriteOutcome::Refused(why) | WriteOutcome::Unknown(why) => wire::err_reply(why),
+            }
+            .into(),
         };
         let Node {
             mode,
@@ -518,6 +591,8 @@ impl Node {
                 }
             },
             Some(Conn::Client | Conn::PeerIn { .. }) | None => {
+                self.redis.remove(&conn);
+                self.authed.remove(&conn);
                 self.sessions.forget(conn);
                 self.deferred.remove(&conn);
                 self.barriers.retain(|(c, _, _)| *c != conn);
@@ -580,16 +655,22 @@ impl Node {
         if discovering {
             return;
         }
-        for (conn, line) in std::mem::take(&mut self.held) {
+        for (conn, held) in std::mem::take(&mut self.held) {
             if self.conns.contains_key(&conn) || !matches!(conn, ConnId::Outbound(_)) {
-                self.on_request(conn, &line);
+                match held {
+                    Held::Line(line) => self.on_request(conn, &line),
+                    Held::Command(args) => self.on_command(conn, &args),
+                }
             }
         }
     }
 }
 
-/// The answer to a `READ` (or a `READ:linearizable`) now.
-fn read_reply(mode: &Mode, kind: ReadKind) -> String {
+/// The answer to a read now.
+fn read_reply(mode: &Mode, kind: &ReadKind) -> Wire {
+    if let ReadKind::Query(query, version) = kind {
+        return Wire::Resp(redis::query_reply(mode, query).to_bytes(*version));
+    }
     match (mode, kind) {
         (Mode::Replica(r), ReadKind::Linearizable) if !r.is_primary() => {
             wire::err_reply(not_primary(r.primary()))
@@ -601,11 +682,12 @@ fn read_reply(mode: &Mode, kind: ReadKind) -> String {
             Ok(v) => wire::value_reply(v),
             Err(why) => wire::err_reply(why),
         },
-        (Mode::Seed(f), ReadKind::Local) => match f.read() {
+        (Mode::Seed(f), _) => match f.read() {
             Ok(v) => wire::value_reply(v),
             Err(why) => wire::err_reply(why),
         },
     }
+    .into()
 }
 
 /// The integer a write sets the seed register to, if it is the seed's `WRITE:v`.
@@ -713,6 +795,32 @@ impl Machine for Node {
                 self.conns.insert(conn, Conn::Client);
             }
             Input::Line { conn, line } => self.on_line(conn, line),
+            Input::Command { conn, args } => {
+                let discovering = self
+                    .replica()
+                    .is_some_and(|r| r.status() == Status::Discovering);
+                if discovering {
+                    self.held.push_back((conn, Held::Command(args.to_vec())));
+                } else {
+                    self.on_command(conn, args);
+                }
+            }
+            Input::BadFrame { conn, why } => {
+                let reply = crate::resp::Reply::Error(format!("ERR {why}"));
+                let version = self.redis.get(&conn).map(|c| c.version).unwrap_or_default();
+                let Node {
+                    mode,
+                    sessions,
+                    out,
+                    ..
+                } = self;
+                sessions.refuse_frame(
+                    conn,
+                    reply.to_bytes(version),
+                    &|kind| read_reply(mode, kind),
+                    out,
+                );
+            }
             Input::LineTooLong { conn } => match self.conns.get(&conn) {
                 Some(Conn::Client) | None => {
                     let Node {
