@@ -53,6 +53,14 @@ pub enum Sentinel {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     Write(KeyOp),
+    /// `DITTO.TAGGED client number command args...` (ditto's own): the write, applied at most
+    /// once however often the client retries it with the same numbers, each retry answered
+    /// with the first one's reply (see `replica::log::Tag`).
+    Tagged {
+        client: u64,
+        number: u64,
+        op: KeyOp,
+    },
     Read(Query),
     Ping(Option<Bytes>),
     Echo(Bytes),
@@ -322,6 +330,20 @@ pub fn parse(args: &[Bytes], limits: &Limits) -> Result<Command, Refusal> {
             need(n == 0)?;
             Ok(Command::Discard)
         }
+        "DITTO.TAGGED" => {
+            need(n >= 3)?;
+            let id = |arg: &[u8]| {
+                std::str::from_utf8(arg)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| "ERR client and number must be whole numbers".to_owned())
+            };
+            let (client, number) = (id(&rest[0])?, id(&rest[1])?);
+            match parse(&rest[2..], limits)? {
+                Command::Write(op) => Ok(Command::Tagged { client, number, op }),
+                _ => Err("ERR DITTO.TAGGED takes a write command".to_owned()),
+            }
+        }
         "QUIT" => Ok(Command::Quit),
         "RESET" => Ok(Command::Reset),
         "TIME" => Ok(Command::Time),
@@ -583,6 +605,21 @@ mod tests {
                 new: b("new"),
             }))
         );
+    }
+
+    #[test]
+    fn a_tagged_write_wraps_any_write() {
+        assert_eq!(
+            cmd(&["ditto.tagged", "7", "3", "INCRBY", "n", "2"]),
+            Ok(Command::Tagged {
+                client: 7,
+                number: 3,
+                op: KeyOp::IncrBy { key: b("n"), by: 2 },
+            })
+        );
+        assert!(cmd(&["DITTO.TAGGED", "7", "3", "GET", "n"]).is_err());
+        assert!(cmd(&["DITTO.TAGGED", "x", "3", "INCR", "n"]).is_err());
+        assert!(cmd(&["DITTO.TAGGED", "7", "3"]).is_err());
     }
 
     #[test]

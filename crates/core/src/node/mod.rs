@@ -952,7 +952,14 @@ mod tests {
 
     /// A node that founded a group of its own: the primary, with a lease that never lapses.
     fn lone_primary() -> (Node, u64) {
-        let cfg = NodeConfig::new(ReplicaConfig::new(Addr::local(7000), None, 9));
+        lone_primary_with(NodeConfig::new(ReplicaConfig::new(
+            Addr::local(7000),
+            None,
+            9,
+        )))
+    }
+
+    fn lone_primary_with(cfg: NodeConfig) -> (Node, u64) {
         let mut node = Node::new(cfg, Millis(0));
         let mut now = 0;
         while node.replica().is_none_or(|r| !r.is_primary()) {
@@ -1012,5 +1019,154 @@ mod tests {
             not_primary(Some(&Addr::local(7000))),
             "not the primary; the primary is 127.0.0.1:7000"
         );
+    }
+
+    /// The RESP replies the node sent on `conn` for `words`, as text.
+    fn command(node: &mut Node, now: u64, conn: ConnId, words: &[&str]) -> String {
+        let args: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
+        node.handle(Millis(now), Input::Command { conn, args: &args });
+        let mut text = String::new();
+        while let Some(out) = node.poll_output() {
+            match out {
+                Output::Write { conn: c, bytes } if c == conn => {
+                    text.push_str(&String::from_utf8_lossy(&bytes));
+                }
+                Output::Close { conn: c } if c == conn => text.push_str("<close>"),
+                _ => {}
+            }
+        }
+        text
+    }
+
+    fn accepted(node: &mut Node, now: u64, n: u64) -> ConnId {
+        let c = ConnId::Inbound(n);
+        node.handle(
+            Millis(now),
+            Input::Accepted {
+                conn: c,
+                host: "127.0.0.1",
+            },
+        );
+        c
+    }
+
+    #[test]
+    fn resp_commands_read_and_write_the_keyspace_and_the_seed_register() {
+        let (mut node, now) = lone_primary();
+        let c = accepted(&mut node, now, 1);
+        assert_eq!(command(&mut node, now, c, &["SET", "k", "v"]), "+OK\r\n");
+        assert_eq!(command(&mut node, now, c, &["get", "k"]), "$1\r\nv\r\n");
+        assert_eq!(command(&mut node, now, c, &["INCR", "n"]), ":1\r\n");
+        assert_eq!(
+            command(&mut node, now, c, &["INCR", "k"]),
+            "-ERR value is not an integer or out of range\r\n"
+        );
+        assert_eq!(command(&mut node, now, c, &["GET", "nope"]), "$-1\r\n");
+        let line = ConnId::Inbound(2);
+        assert_eq!(request(&mut node, now, line, "WRITE:7"), ["ACK"]);
+        assert_eq!(
+            command(&mut node, now, c, &["GET", "ditto:seed"]),
+            "$1\r\n7\r\n"
+        );
+        assert_eq!(
+            command(&mut node, now, c, &["INCRBY", "ditto:seed", "3"]),
+            ":10\r\n"
+        );
+        assert_eq!(request(&mut node, now, line, "READ"), ["VALUE:10"]);
+        assert_eq!(
+            command(&mut node, now, c, &["HELLO", "3"]).get(..1),
+            Some("%"),
+            "HELLO 3 answers with a RESP3 map"
+        );
+        assert_eq!(
+            command(&mut node, now, c, &["GET", "nope"]),
+            "_\r\n",
+            "RESP3's null"
+        );
+        assert_eq!(command(&mut node, now, c, &["QUIT"]), "+OK\r\n<close>");
+    }
+
+    #[test]
+    fn multi_exec_is_one_entry_and_a_refused_command_discards_it() {
+        let (mut node, now) = lone_primary();
+        let c = accepted(&mut node, now, 1);
+        assert_eq!(command(&mut node, now, c, &["MULTI"]), "+OK\r\n");
+        assert_eq!(command(&mut node, now, c, &["INCR", "x"]), "+QUEUED\r\n");
+        assert_eq!(command(&mut node, now, c, &["INCR", "x"]), "+QUEUED\r\n");
+        assert_eq!(command(&mut node, now, c, &["GET", "x"]), "+QUEUED\r\n");
+        let before = node.replica().unwrap().last().index;
+        assert_eq!(
+            command(&mut node, now, c, &["EXEC"]),
+            "*3\r\n:1\r\n:2\r\n$1\r\n2\r\n"
+        );
+        assert_eq!(
+            node.replica().unwrap().last().index,
+            before + 1,
+            "one entry"
+        );
+        assert_eq!(command(&mut node, now, c, &["MULTI"]), "+OK\r\n");
+        assert_eq!(command(&mut node, now, c, &["INCR", "x"]), "+QUEUED\r\n");
+        assert!(command(&mut node, now, c, &["INCR"]).starts_with("-ERR wrong number"));
+        assert!(command(&mut node, now, c, &["EXEC"]).starts_with("-EXECABORT"));
+        assert_eq!(
+            command(&mut node, now, c, &["GET", "x"]),
+            "$1\r\n2\r\n",
+            "unchanged"
+        );
+        assert_eq!(
+            command(&mut node, now, c, &["EXEC"]),
+            "-ERR EXEC without MULTI\r\n"
+        );
+    }
+
+    #[test]
+    fn a_tagged_retry_gets_the_first_reply_and_changes_nothing() {
+        let (mut node, now) = lone_primary();
+        let c = accepted(&mut node, now, 1);
+        let incr = ["DITTO.TAGGED", "5", "1", "INCRBY", "n", "10"];
+        assert_eq!(command(&mut node, now, c, &incr), ":10\r\n");
+        assert_eq!(command(&mut node, now, c, &incr), ":10\r\n");
+        assert_eq!(command(&mut node, now, c, &["GET", "n"]), "$2\r\n10\r\n");
+    }
+
+    #[test]
+    fn with_a_password_nothing_but_auth_is_served_until_it_is_given() {
+        let mut cfg = NodeConfig::new(ReplicaConfig::new(Addr::local(7000), None, 9));
+        cfg.password = Some("s3cret".to_owned());
+        let (mut node, now) = lone_primary_with(cfg);
+        let c = accepted(&mut node, now, 1);
+        assert_eq!(
+            command(&mut node, now, c, &["SET", "k", "v"]),
+            "-NOAUTH Authentication required.\r\n"
+        );
+        assert!(command(&mut node, now, c, &["AUTH", "wrong"]).starts_with("-WRONGPASS"));
+        assert_eq!(command(&mut node, now, c, &["AUTH", "s3cret"]), "+OK\r\n");
+        assert_eq!(
+            command(&mut node, now, c, &["GET", "k"]),
+            "$-1\r\n",
+            "the SET did nothing"
+        );
+        let line = accepted(&mut node, now, 2);
+        assert!(request(&mut node, now, line, "WRITE:5")[0].starts_with("ERR:NOAUTH"));
+        assert!(request(&mut node, now, line, "AUTH:nope")[0].starts_with("ERR:WRONGPASS"));
+        assert_eq!(request(&mut node, now, line, "AUTH:s3cret"), ["ACK"]);
+        assert_eq!(
+            request(&mut node, now, line, "READ"),
+            ["VALUE:0"],
+            "the WRITE did nothing"
+        );
+    }
+
+    #[test]
+    fn maxmemory_refuses_growth_but_not_deletes() {
+        let mut cfg = NodeConfig::new(ReplicaConfig::new(Addr::local(7000), None, 9));
+        cfg.replica.max_memory = Some(200);
+        let (mut node, now) = lone_primary_with(cfg);
+        let c = accepted(&mut node, now, 1);
+        assert_eq!(command(&mut node, now, c, &["SET", "a", "1"]), "+OK\r\n");
+        let big = "x".repeat(300);
+        assert!(command(&mut node, now, c, &["SET", "b", &big]).starts_with("-OOM "));
+        assert_eq!(command(&mut node, now, c, &["EXISTS", "b"]), ":0\r\n");
+        assert_eq!(command(&mut node, now, c, &["DEL", "a"]), ":1\r\n");
     }
 }

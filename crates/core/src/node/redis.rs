@@ -138,6 +138,7 @@ const COMMANDS: &[CommandInfo] = &[
     ("time", 1, &["loading", "fast"], 0, 0, 0),
     ("sentinel", -2, &[], 0, 0, 0),
     ("multi", 1, &["fast"], 0, 0, 0),
+    ("ditto.tagged", -5, &["write"], 0, 0, 0),
     ("exec", 1, &[], 0, 0, 0),
     ("discard", 1, &["fast"], 0, 0, 0),
 ];
@@ -199,6 +200,10 @@ impl Node {
         let reply = match cmd {
             Err(refusal) => Reply::Error(refusal),
             Ok(Command::Write(op)) => return self.write(conn, op, None),
+            Ok(Command::Tagged { client, number, op }) => {
+                let tag = crate::replica::log::Tag { client, number };
+                return self.write(conn, op, Some(tag));
+            }
             Ok(Command::Read(query)) => {
                 return self.read_kind(conn, ReadKind::Query(Box::new(query), version));
             }
