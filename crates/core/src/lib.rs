@@ -21,6 +21,7 @@ pub mod command;
 pub mod event;
 pub mod keyspace;
 pub mod node;
+pub mod peer_auth;
 pub mod replica;
 pub mod resp;
 pub mod seed;

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
+use ditto_core::peer_auth::Secret;
 use ditto_core::{Addr, NodeConfig, ReplicaConfig};
 use ditto_server::{DriverConfig, Net, TokioNet};
 use tokio::io::AsyncReadExt;
@@ -77,6 +78,12 @@ pub struct StoreArgs {
     /// The name Sentinel clients know the group by (`SENTINEL get-master-addr-by-name NAME`).
     #[arg(long, default_value = "ditto")]
     name: String,
+    /// A file holding the cluster secret (at least 16 bytes; e.g. `openssl rand -hex 32 >
+    /// FILE`), the same on every member: replication streams then prove they know it, so
+    /// strangers cannot join, vote or pose as a primary, and seed-only peers are refused. The
+    /// environment variable DITTO_SECRET works too; see docs/security.md.
+    #[arg(long, value_name = "PATH")]
+    secret_file: Option<std::path::PathBuf>,
 }
 
 impl StoreArgs {
@@ -86,6 +93,21 @@ impl StoreArgs {
         cfg.limits.max_key = self.max_key_bytes;
         cfg.limits.max_value = self.max_value_bytes;
         cfg.name = self.name.clone();
+        let secret = match (&self.secret_file, std::env::var("DITTO_SECRET")) {
+            (Some(path), _) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read --secret-file {}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, Ok(s)) if !s.is_empty() => Some(s.trim().to_owned()),
+            (None, _) => None,
+        };
+        cfg.secret = match secret {
+            Some(s) => Some(Secret::new(s.into_bytes()).map_err(|e| anyhow::anyhow!(e))?),
+            None => None,
+        };
+        cfg.nonce_seed = rand::random();
         cfg.password = match (&self.requirepass_file, std::env::var("DITTO_PASSWORD")) {
             (Some(path), _) => {
                 let text = std::fs::read_to_string(path).with_context(|| {

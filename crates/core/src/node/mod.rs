@@ -20,6 +20,7 @@ use crate::addr::Addr;
 use crate::command::Limits;
 use crate::event::{ConnId, Input, LogLevel, Machine, Millis, Output};
 use crate::keyspace::{KeyOp, Output as KeyOutput};
+use crate::peer_auth::{self, Nonces, Secret};
 use crate::replica::config::Kind;
 use crate::replica::log::{Index, Tag};
 use crate::replica::msg::{Hello, Msg};
@@ -40,6 +41,12 @@ pub struct NodeConfig {
     pub password: Option<String>,
     /// The name Sentinel clients ask for the group by (`SENTINEL get-master-addr-by-name`).
     pub name: String,
+    /// The cluster secret: with it, every replication stream must prove it knows it before a
+    /// word of it is read (`crate::peer_auth`), and the seed adapters are off, since a
+    /// seed-only peer cannot prove anything.
+    pub secret: Option<Secret>,
+    /// Where this node's challenge nonces start: drawn at random by the shell.
+    pub nonce_seed: u64,
 }
 
 impl NodeConfig {
@@ -50,6 +57,8 @@ impl NodeConfig {
             limits: Limits::default(),
             password: None,
             name: "ditto".to_owned(),
+            secret: None,
+            nonce_seed: 0,
         }
     }
 }
@@ -66,10 +75,18 @@ enum Held {
 enum Conn {
     /// Requests from a client, a seed-only peer, or anyone: the text protocol.
     Client,
-    /// Replica messages from `from`, after its `PEER:` hello.
+    /// Replica messages from `from`, after its `PEER:` hello (and its proof, with a secret).
     PeerIn { from: Addr },
-    /// This node's stream of replica messages to `to`.
-    PeerOut { to: Addr },
+    /// A stream whose hello was answered with the challenge `nonce`; nothing on it is read
+    /// until its `PROOF:`.
+    PeerChallenged {
+        from: Addr,
+        group: u64,
+        nonce: String,
+    },
+    /// This node's stream of replica messages to `to`, opened with a hello naming `group`;
+    /// with a secret, `proven` once the challenge was answered (messages wait until then).
+    PeerOut { to: Addr, group: u64, proven: bool },
     /// This node's seed `JOIN` to `to`, waiting for the answer.
     Join { to: Addr },
     /// A connection the seed adapters opened (a push, a forwarded write, a first `READ`).
@@ -109,6 +126,9 @@ pub struct Node {
     authed: BTreeSet<ConnId>,
     /// RESP connection ids, as `CLIENT ID` reports them.
     next_client_id: u64,
+    nonces: Nonces,
+    /// Messages for a stream of ours not yet proven (see [`Conn::PeerOut`]).
+    unproven: BTreeMap<ConnId, Vec<String>>,
     /// Reads at a backup waiting for its commit point: (connection, token, barrier).
     barriers: Vec<(ConnId, u64, (u64, Index))>,
     pusher: Pusher,
@@ -119,6 +139,7 @@ impl Node {
     /// A node that starts as its configuration says: discovering (`ditto primary`) or joining
     /// its contact (`ditto backup`).
     pub fn new(cfg: NodeConfig, now: Millis) -> Node {
+        let nonce_seed = cfg.nonce_seed;
         let replica = Replica::new(cfg.replica.clone(), now);
         Node {
             pusher: Pusher::new(cfg.seed.clone()),
@@ -137,6 +158,8 @@ impl Node {
             redis: BTreeMap::new(),
             authed: BTreeSet::new(),
             next_client_id: 0,
+            nonces: Nonces::new(nonce_seed),
+            unproven: BTreeMap::new(),
             barriers: Vec::new(),
             out: VecDeque::new(),
         }
@@ -208,7 +231,13 @@ impl Node {
             from: self.cfg.replica.addr.clone(),
         };
         self.send(conn, hello.to_line());
-        self.conns.insert(conn, Conn::PeerOut { to: to.clone() });
+        let proven = self.cfg.secret.is_none();
+        let out = Conn::PeerOut {
+            to: to.clone(),
+            group,
+            proven,
+        };
+        self.conns.insert(conn, out);
         self.peers.insert(to.clone(), conn);
         conn
     }
@@ -219,6 +248,16 @@ impl Node {
     fn on_line(&mut self, conn: ConnId, line: &[u8]) {
         match self.conns.get(&conn).cloned() {
             Some(Conn::PeerIn { from }) => self.on_peer_line(conn, from, line),
+            Some(Conn::PeerChallenged { from, group, nonce }) => {
+                self.on_proof(conn, from, group, &nonce, line);
+            }
+            Some(Conn::PeerOut {
+                to,
+                group,
+                proven: false,
+            }) if line.starts_with(peer_auth::CHALLENGE.as_bytes()) => {
+                self.on_challenge(conn, to, group, line);
+            }
             // A refusal sent back on a stream of ours (an old view, another group): the
             // replica learns what it needs from the messages of the newer view itself.
             Some(Conn::PeerOut { .. }) => {}
@@ -261,7 +300,66 @@ impl Node {
             self.pusher.cancel_join(host, hello.from.port());
         }
         self.out.push_back(Output::Stream { conn });
+        if self.cfg.secret.is_some() {
+            let nonce = self.nonces.fresh();
+            self.send(conn, format!("{}{nonce}", peer_auth::CHALLENGE));
+            let challenged = Conn::PeerChallenged {
+                from: hello.from,
+                group: hello.group,
+                nonce,
+            };
+            return {
+                self.conns.insert(conn, challenged);
+            };
+        }
         self.conns.insert(conn, Conn::PeerIn { from: hello.from });
+    }
+
+    /// The answer to this node's challenge on a stream from `from`: the stream is read from
+    /// now on if it proves the secret, else refused and closed.
+    fn on_proof(&mut self, conn: ConnId, from: Addr, group: u64, nonce: &str, line: &[u8]) {
+        let proof = std::str::from_utf8(line)
+            .ok()
+            .and_then(|l| l.strip_prefix(peer_auth::PROOF));
+        let me = &self.cfg.replica.addr;
+        let good = match (&self.cfg.secret, proof) {
+            (Some(secret), Some(proof)) => secret.verify(proof.trim(), nonce, group, &from, me),
+            _ => false,
+        };
+        if good {
+            self.conns.insert(conn, Conn::PeerIn { from });
+            return;
+        }
+        self.log(
+            LogLevel::Warn,
+            format!("refused a replication stream claiming to be {from}: it did not prove the cluster secret"),
+        );
+        self.send(
+            conn,
+            wire::err_reply("this group requires the cluster secret; the stream is refused"),
+        );
+        self.close(conn);
+    }
+
+    /// A challenge on a stream of ours: prove the secret, then send what waited.
+    fn on_challenge(&mut self, conn: ConnId, to: Addr, group: u64, line: &[u8]) {
+        let Some(secret) = &self.cfg.secret else {
+            return;
+        };
+        let nonce = String::from_utf8_lossy(&line[peer_auth::CHALLENGE.len()..]);
+        let proof = secret.prove(nonce.trim(), group, &self.cfg.replica.addr, &to);
+        self.send(conn, format!("{}{proof}", peer_auth::PROOF));
+        self.conns.insert(
+            conn,
+            Conn::PeerOut {
+                to,
+                group,
+                proven: true,
+            },
+        );
+        for line in self.unproven.remove(&conn).unwrap_or_default() {
+            self.send(conn, line);
+        }
     }
 
     fn on_peer_line(&mut self, conn: ConnId, from: Addr, line: &[u8]) {
@@ -302,6 +400,9 @@ impl Node {
             }
             Ok(Request::Update(v)) => match &mut self.mode {
                 // A seed-only backup forwards its client's write to its primary as an UPDATE.
+                Mode::Replica(_) if self.cfg.secret.is_some() => wire::err_reply(
+                    "this group requires the cluster secret; seed-only backups cannot forward writes",
+                ),
                 Mode::Replica(r) if r.is_primary() => {
                     return self.write(conn, KeyOp::seed_write(v), None);
                 }
@@ -503,7 +604,13 @@ impl Node {
             r.view(),
             r.primary().map_or("-".to_owned(), Addr::to_string)
         );
-        if r.is_primary() {
+        if self.cfg.secret.is_some() {
+            // A ditto replica reads the fields and goes on to an authenticated stream; a
+            // seed-only backup, which cannot authenticate, is refused.
+            wire::err_reply(format!(
+                "this group requires the cluster secret; seed-only backups cannot join {ditto}"
+            ))
+        } else if r.is_primary() {
             self.pusher.joined(addr, self.now);
             format!("ACK {ditto}")
         } else if let Some(p) = r.primary() {
@@ -533,6 +640,12 @@ impl Node {
         }
         if wire::is_error_reply(line) {
             return r.on_join_answer(&to, JoinAnswer::Failed(text));
+        }
+        if self.cfg.secret.is_some() {
+            let why = format!(
+                "{to} speaks only the seed protocol, which cannot prove the cluster secret; not following it"
+            );
+            return r.on_join_answer(&to, JoinAnswer::Failed(why));
         }
         // Any other acknowledgement: a primary that speaks only the seed.
         self.log(
@@ -569,8 +682,9 @@ impl Node {
     fn on_closed(&mut self, conn: ConnId) {
         self.hosts.remove(&conn);
         match self.conns.remove(&conn) {
-            Some(Conn::PeerOut { to }) => {
+            Some(Conn::PeerOut { to, .. }) => {
                 self.peers.remove(&to);
+                self.unproven.remove(&conn);
             }
             Some(Conn::Join { to }) => {
                 if let Mode::Replica(r) = &mut self.mode {
@@ -590,7 +704,7 @@ impl Node {
                     self.finish_writes(done);
                 }
             },
-            Some(Conn::Client | Conn::PeerIn { .. }) | None => {
+            Some(Conn::Client | Conn::PeerIn { .. } | Conn::PeerChallenged { .. }) | None => {
                 self.redis.remove(&conn);
                 self.authed.remove(&conn);
                 self.sessions.forget(conn);
@@ -605,7 +719,12 @@ impl Node {
         match effect {
             Effect::Send { to, msg } => {
                 let conn = self.peer_conn(&to);
-                self.send(conn, msg.to_line());
+                match self.conns.get(&conn) {
+                    Some(Conn::PeerOut { proven: false, .. }) => {
+                        self.unproven.entry(conn).or_default().push(msg.to_line());
+                    }
+                    _ => self.send(conn, msg.to_line()),
+                }
             }
             Effect::Join { to } => {
                 let conn = self.new_conn();
@@ -1168,5 +1287,137 @@ mod tests {
         assert!(command(&mut node, now, c, &["SET", "b", &big]).starts_with("-OOM "));
         assert_eq!(command(&mut node, now, c, &["EXISTS", "b"]), ":0\r\n");
         assert_eq!(command(&mut node, now, c, &["DEL", "a"]), ":1\r\n");
+    }
+
+    /// Every line the node sent on `conn`, and whether it closed it.
+    fn lines_and_close(node: &mut Node, conn: ConnId) -> (Vec<String>, bool) {
+        let (mut lines, mut closed) = (Vec::new(), false);
+        while let Some(out) = node.poll_output() {
+            match out {
+                Output::Send { conn: c, line } if c == conn => lines.push(line),
+                Output::Close { conn: c } if c == conn => closed = true,
+                _ => {}
+            }
+        }
+        (lines, closed)
+    }
+
+    #[test]
+    fn with_a_secret_a_stream_is_read_only_after_it_proves_it() {
+        let secret = Secret::new(b"a cluster secret of some length".to_vec()).unwrap();
+        let mut cfg = NodeConfig::new(ReplicaConfig::new(Addr::local(7000), None, 9));
+        cfg.secret = Some(secret.clone());
+        let (mut node, now) = lone_primary_with(cfg);
+        let stranger = Addr::local(7005);
+        let hello = Hello {
+            group: 0,
+            from: stranger.clone(),
+        }
+        .to_line();
+        let challenge = |node: &mut Node, n| {
+            let c = accepted(node, now, n);
+            node.handle(
+                Millis(now),
+                Input::Line {
+                    conn: c,
+                    line: hello.as_bytes(),
+                },
+            );
+            let (lines, closed) = lines_and_close(node, c);
+            assert!(!closed);
+            let nonce = lines[0]
+                .strip_prefix(peer_auth::CHALLENGE)
+                .unwrap()
+                .to_owned();
+            (c, nonce)
+        };
+        // A message instead of a proof: refused, and the stream closed.
+        let (c, _) = challenge(&mut node, 1);
+        node.handle(
+            Millis(now),
+            Input::Line {
+                conn: c,
+                line: b"{}",
+            },
+        );
+        let (lines, closed) = lines_and_close(&mut node, c);
+        assert!(closed && lines[0].contains("cluster secret"), "{lines:?}");
+        // A proof made with another secret, or for another challenge: the same.
+        let (c, nonce) = challenge(&mut node, 2);
+        let wrong = Secret::new(b"not the cluster secret at all".to_vec()).unwrap();
+        let proof = format!(
+            "PROOF:{}",
+            wrong.prove(&nonce, 0, &stranger, &Addr::local(7000))
+        );
+        node.handle(
+            Millis(now),
+            Input::Line {
+                conn: c,
+                line: proof.as_bytes(),
+            },
+        );
+        assert!(lines_and_close(&mut node, c).1);
+        let (c, nonce) = challenge(&mut node, 3);
+        let (_, other) = challenge(&mut node, 4);
+        assert_ne!(nonce, other, "every challenge is new");
+        let replayed = format!(
+            "PROOF:{}",
+            secret.prove(&other, 0, &stranger, &Addr::local(7000))
+        );
+        node.handle(
+            Millis(now),
+            Input::Line {
+                conn: c,
+                line: replayed.as_bytes(),
+            },
+        );
+        assert!(
+            lines_and_close(&mut node, c).1,
+            "a proof for another challenge"
+        );
+        // The right proof: the stream is read from now on (a bad message is answered, not
+        // ignored, and the stream stays open).
+        let (c, nonce) = challenge(&mut node, 5);
+        let proof = format!(
+            "PROOF:{}",
+            secret.prove(&nonce, 0, &stranger, &Addr::local(7000))
+        );
+        node.handle(
+            Millis(now),
+            Input::Line {
+                conn: c,
+                line: proof.as_bytes(),
+            },
+        );
+        node.handle(
+            Millis(now),
+            Input::Line {
+                conn: c,
+                line: b"{}",
+            },
+        );
+        let (lines, closed) = lines_and_close(&mut node, c);
+        assert!(!closed);
+        assert_eq!(lines, ["ERR:bad replication message"]);
+    }
+
+    #[test]
+    fn with_a_secret_the_seed_adapters_are_off() {
+        let mut cfg = NodeConfig::new(ReplicaConfig::new(Addr::local(7000), None, 9));
+        cfg.secret = Some(Secret::new(b"a cluster secret of some length".to_vec()).unwrap());
+        let (mut node, now) = lone_primary_with(cfg);
+        let c = accepted(&mut node, now, 1);
+        assert!(request(&mut node, now, c, "JOIN:7009")[0].starts_with("ERR:"));
+        assert!(request(&mut node, now, c, "UPDATE:5")[0].starts_with("ERR:"));
+        assert_eq!(
+            request(&mut node, now, c, "READ"),
+            ["VALUE:0"],
+            "nothing changed"
+        );
+        assert_eq!(
+            request(&mut node, now, c, "WRITE:6"),
+            ["ACK"],
+            "clients are clients"
+        );
     }
 }
