@@ -6,6 +6,7 @@
 mod check;
 mod cluster;
 mod cmd;
+mod keys;
 mod logging;
 mod rng;
 

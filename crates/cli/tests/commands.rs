@@ -483,6 +483,16 @@ fn bad_command_lines_fail_with_one_line() {
         // Numbers of seconds must be positive and finite, wherever they are taken.
         vec!["bench", "-p", &other, "-n", "1", "--timeout=-1"],
         vec!["bench", "-p", &other, "--duration", "nan"],
+        // Keys, tests and values are RESP's; the line protocol has one register.
+        vec!["bench", "-p", &other, "-n", "1", "--keys", "5"],
+        vec!["bench", "-p", &other, "-n", "1", "-t", "set"],
+        vec!["bench", "--resp", "-p", &other, "-n", "1", "--keys", "0"],
+        vec!["bench", "--resp", "-p", &other, "-n", "1", "-t", "set,frob"],
+        vec!["bench", "--resp", "-p", &other, "--dist", "zipf:0"],
+        vec!["bench", "--resp", "-p", &other, "--dist", "pareto"],
+        vec!["bench", "--resp", "-p", &other, "--host", "no host"],
+        // Nobody listens there: the connection fails, in one line.
+        vec!["bench", "--resp", "-p", &other, "-n", "1"],
         vec!["client", &other, "--timeout", "0", "READ"],
         vec!["check", "--duration", "inf"],
         vec!["check", "--op-timeout=-2"],

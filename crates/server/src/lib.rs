@@ -5,6 +5,9 @@
 //! read, and carries out what it asks: send a line, open or close a connection, wake it at a time.
 //! Sockets are reached through the [`Net`] trait so that the same code runs over real TCP
 //! ([`TokioNet`]) and over a simulated network in tests.
+//!
+//! Two clients live here as well: [`GroupClient`] (and the single-connection [`Client`]) for
+//! ditto's line protocol, and [`RespClient`] for anything that speaks RESP, Redis included.
 
 pub mod client;
 pub mod codec;
@@ -12,8 +15,10 @@ mod conn;
 pub mod driver;
 pub mod group;
 pub mod net;
+pub mod resp_client;
 
 pub use client::{Client, ClientError, Conclusion};
 pub use driver::{DriverConfig, run_node};
 pub use group::{GroupClient, GroupError, GroupOptions, Move, ReadPolicy};
 pub use net::{Listener, Net, TokioNet};
+pub use resp_client::{RespClient, RespClientError};
