@@ -24,6 +24,7 @@ pub mod replica;
 pub mod resp;
 pub mod seed;
 pub mod session;
+pub mod stats;
 pub mod wire;
 
 pub use addr::Addr;
@@ -33,3 +34,4 @@ pub use op::{Op, Register, Seq};
 pub use replica::{
     Bugs, Effect, JoinAnswer, Replica, ReplicaConfig, Status, Timeouts, WriteOutcome,
 };
+pub use stats::{BackupStats, NodeStats, Role};

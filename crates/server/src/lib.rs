@@ -12,8 +12,12 @@ mod conn;
 pub mod driver;
 pub mod group;
 pub mod net;
+mod observe;
+pub mod telemetry;
 
 pub use client::{Client, ClientError, Conclusion};
 pub use driver::{DriverConfig, run_node};
 pub use group::{GroupClient, GroupError, GroupOptions, Move, ReadPolicy};
 pub use net::{Listener, Net, TokioNet};
+pub use observe::Observe;
+pub use telemetry::endpoint::MetricsEndpoint;

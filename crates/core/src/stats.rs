@@ -1,0 +1,120 @@
+//! What a node tells its shell about itself, as plain data: the shell turns it into metrics.
+//!
+//! The core keeps no counters and reads no clock for this. [`NodeStats`] is a snapshot of state
+//! the node holds anyway, taken when the shell asks ([`crate::Node::stats`]); rates, durations
+//! and "seconds since" are the shell's business, computed on its own clock from the [`Millis`]
+//! given here.
+
+use crate::addr::Addr;
+use crate::event::Millis;
+use crate::replica::log::{Index, View};
+use crate::replica::{Replica, Status};
+use crate::seed::SeedFollower;
+
+/// The part a node plays at the moment, as metrics label it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Primary,
+    /// A backup of a view in normal operation (or following a seed-only primary).
+    Backup,
+    /// Discovering, joining, recovering, or between views.
+    Other,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Primary, Role::Backup, Role::Other];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Backup => "backup",
+            Role::Other => "other",
+        }
+    }
+}
+
+/// A backup as the primary sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BackupStats {
+    pub addr: Addr,
+    /// The highest log index the backup is known to hold.
+    pub held: Index,
+    /// When the primary last heard from it, on the clock the driver passes in.
+    pub heard: Millis,
+}
+
+/// A snapshot of a node's state for its shell. See the module documentation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NodeStats {
+    /// The address the node is known by: its id in logs and metrics.
+    pub addr: Addr,
+    pub role: Role,
+    pub status: Status,
+    pub view: View,
+    pub commit: Index,
+    /// The index of the last entry in the log.
+    pub last: Index,
+    /// The replicas the primary streams to (none at a backup).
+    pub backups: Vec<BackupStats>,
+    /// Keys held. The state is a single register so far: one key.
+    pub keys: u64,
+    /// Bytes of user data held. The register is one 64-bit integer: 8 bytes.
+    pub memory_bytes: u64,
+}
+
+/// The single register's share of [`NodeStats::keys`] and [`NodeStats::memory_bytes`].
+const REGISTER_KEYS: u64 = 1;
+const REGISTER_BYTES: u64 = std::mem::size_of::<i64>() as u64;
+
+impl NodeStats {
+    pub(crate) fn of_replica(r: &Replica) -> NodeStats {
+        let role = if r.is_primary() {
+            Role::Primary
+        } else if r.status() == Status::Normal {
+            Role::Backup
+        } else {
+            Role::Other
+        };
+        NodeStats {
+            addr: r.addr().clone(),
+            role,
+            status: r.status(),
+            view: r.view(),
+            commit: r.commit(),
+            last: r.last().index,
+            backups: r
+                .links()
+                .map(|(addr, held, heard)| BackupStats {
+                    addr: addr.clone(),
+                    held,
+                    heard,
+                })
+                .collect(),
+            keys: REGISTER_KEYS,
+            memory_bytes: REGISTER_BYTES,
+        }
+    }
+
+    /// A follower of a seed-only primary has no views and no log: those read 0.
+    pub(crate) fn of_seed(addr: &Addr, f: &SeedFollower) -> NodeStats {
+        NodeStats {
+            addr: addr.clone(),
+            role: if f.joined() {
+                Role::Backup
+            } else {
+                Role::Other
+            },
+            status: if f.joined() {
+                Status::Normal
+            } else {
+                Status::Joining
+            },
+            view: 0,
+            commit: 0,
+            last: 0,
+            backups: Vec::new(),
+            keys: REGISTER_KEYS,
+            memory_bytes: REGISTER_BYTES,
+        }
+    }
+}
