@@ -1,13 +1,13 @@
 //! `ditto primary` and `ditto backup`: run one server until interrupted.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
 use ditto_core::{Addr, NodeConfig, ReplicaConfig};
-use ditto_server::{DriverConfig, Net, TokioNet};
+use ditto_server::{DriverConfig, MetricsEndpoint, Net, TokioNet};
 use tokio::io::AsyncReadExt;
 
 /// Where a server listens and how the others reach it.
@@ -27,6 +27,20 @@ pub struct NetArgs {
     /// others expect.
     #[arg(long, value_name = "IP")]
     source_addr: Option<IpAddr>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100). Off by default.
+    #[arg(long, value_name = "IP:PORT", value_parser = metrics_addr)]
+    metrics: Option<SocketAddr>,
+}
+
+/// Parses the `--metrics` address: a literal `IP:PORT`, which binds at once (see `main`'s
+/// `serve`), with a port of its own.
+fn metrics_addr(s: &str) -> Result<SocketAddr, String> {
+    match s.parse::<SocketAddr>() {
+        Ok(a) if a.port() != 0 => Ok(a),
+        _ => Err(format!(
+            "'{s}' is not an address to serve metrics on (expected IP:PORT, e.g. 127.0.0.1:9100)"
+        )),
+    }
 }
 
 impl NetArgs {
@@ -127,23 +141,36 @@ async fn run(
         source: net_args.source_addr,
     };
     let listener = bind(&net, port).await?;
-    match &contact {
-        None => tracing::info!("{role} listening on {}:{port} as {me}", net.host),
-        Some(c) => tracing::info!(
-            "{role} listening on {}:{port} as {me}, joining {c}",
-            net.host
+    let endpoint = match net_args.metrics {
+        Some(addr) => Some(
+            MetricsEndpoint::bind(addr)
+                .await
+                .with_context(|| format!("cannot serve metrics on {addr}"))?,
         ),
+        None => None,
+    };
+    // The driver logs in a span of its own; these lines say the same, before it starts.
+    ditto_server::driver::node_span(&me, 0).in_scope(|| {
+        match &contact {
+            None => tracing::info!("{role} listening on {}:{port} as {me}", net.host),
+            Some(c) => tracing::info!(
+                "{role} listening on {}:{port} as {me}, joining {c}",
+                net.host
+            ),
+        }
+        if let Some(addr) = net_args.metrics {
+            tracing::info!("metrics at http://{addr}/metrics");
+        }
+    });
+    let driver = DriverConfig {
+        metrics: endpoint.is_some(),
+        ..DriverConfig::default()
+    };
+    if let Some(endpoint) = endpoint {
+        tokio::spawn(endpoint.serve());
     }
     let cfg = NodeConfig::new(ReplicaConfig::new(me, contact, group_seed()));
-    ditto_server::run_node(
-        net,
-        listener,
-        cfg,
-        DriverConfig::default(),
-        stop(exit_on_eof),
-    )
-    .await?;
-    tracing::info!("{role} stopped");
+    ditto_server::run_node(net, listener, cfg, driver, stop(exit_on_eof)).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -186,6 +213,7 @@ mod tests {
             bind: bind.parse().unwrap(),
             advertise: advertise.map(str::to_owned),
             source_addr: None,
+            metrics: None,
         }
     }
 
@@ -200,5 +228,27 @@ mod tests {
         assert!(at("0.0.0.0", None).is_err(), "a wildcard needs --advertise");
         assert!(at("0.0.0.0", Some("db1:0")).is_err());
         assert!(at("0.0.0.0", Some("db1:x")).is_err());
+    }
+
+    #[test]
+    fn the_metrics_address_is_a_literal_ip_and_port() {
+        assert_eq!(
+            metrics_addr("127.0.0.1:9100").unwrap().to_string(),
+            "127.0.0.1:9100"
+        );
+        assert_eq!(
+            metrics_addr("[::1]:9100").unwrap().to_string(),
+            "[::1]:9100"
+        );
+        for bad in [
+            "9100",
+            "localhost:9100",
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "1.2.3.4:99999",
+            "",
+        ] {
+            assert!(metrics_addr(bad).is_err(), "{bad}");
+        }
     }
 }
