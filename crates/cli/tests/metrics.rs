@@ -164,6 +164,7 @@ fn every_log_line_names_the_node_and_its_current_view() {
                 "{}: a line without its node and view: {line}",
                 server.name
             );
+            assert_eq!(line.matches(" node=").count(), 1, "{}: {line}", server.name);
         }
     }
     let log = cluster.backups[0].log();

@@ -118,3 +118,40 @@ impl NodeStats {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Machine;
+    use crate::node::{Node, NodeConfig};
+    use crate::replica::ReplicaConfig;
+
+    #[test]
+    fn a_node_reports_its_role_view_and_state() {
+        let me = Addr::local(7000);
+        let mut node = Node::new(
+            NodeConfig::new(ReplicaConfig::new(me.clone(), None, 9)),
+            Millis(0),
+        );
+        let stats = node.stats();
+        assert_eq!(
+            (stats.role, stats.status, stats.view),
+            (Role::Other, Status::Discovering, 0)
+        );
+        assert_eq!(stats.addr, me);
+        let mut now = 0;
+        while node.stats().role != Role::Primary {
+            now += 50;
+            assert!(now < 10_000, "the node never became primary");
+            node.handle(Millis(now), crate::event::Input::Tick);
+            while node.poll_output().is_some() {}
+        }
+        let stats = node.stats();
+        assert_eq!(stats.status, Status::Normal);
+        assert!(stats.view >= 1);
+        assert!(stats.commit <= stats.last);
+        assert!(stats.backups.is_empty(), "a lone primary streams to nobody");
+        assert_eq!((stats.keys, stats.memory_bytes), (1, 8));
+        assert_eq!(Role::ALL.map(Role::as_str), ["primary", "backup", "other"]);
+    }
+}

@@ -80,10 +80,36 @@ struct Driver<N: Net, M: Machine> {
 
 /// The span a node's log lines are written in: each carries `node=ADDR view=N`.
 ///
+/// The driver opens one, unless it runs inside one already: a caller that logs before the
+/// driver starts, or runs tasks beside it, creates the span itself and runs the driver in it,
+/// and the driver then records the view on that span (which its other tasks share) rather than
+/// opening a second.
+///
 /// At level ERROR, so that no level filter drops the span while letting its events through: a
 /// warning must name its node under `--log-level warn` too.
 pub fn node_span(node: &Addr, view: u64) -> tracing::Span {
-    tracing::error_span!("node", node = %node, view)
+    tracing::error_span!(NODE_SPAN, node = %node, view)
+}
+
+const NODE_SPAN: &str = "node";
+
+/// The span the driver of a machine reporting `stats` logs in. See [`node_span`].
+fn driver_span(stats: Option<&ditto_core::NodeStats>) -> tracing::Span {
+    let current = tracing::Span::current();
+    if current
+        .metadata()
+        .is_some_and(|m| m.name() == NODE_SPAN && m.fields().field("view").is_some())
+    {
+        return current;
+    }
+    match stats {
+        Some(stats) => node_span(&stats.addr, stats.view),
+        None => tracing::error_span!(
+            NODE_SPAN,
+            node = tracing::field::Empty,
+            view = tracing::field::Empty
+        ),
+    }
 }
 
 /// Runs `machine` on `listener` until `shutdown` completes. Every connection task ends with it.
@@ -95,14 +121,7 @@ pub async fn run<N: Net, M: Machine + Observe>(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let stats = machine.stats();
-    let span = match &stats {
-        Some(stats) => node_span(&stats.addr, stats.view),
-        None => tracing::error_span!(
-            "node",
-            node = tracing::field::Empty,
-            view = tracing::field::Empty
-        ),
-    };
+    let span = driver_span(stats.as_ref());
     let view = machine.view().or(stats.map(|s| s.view));
     let (events, inbox) = mpsc::unbounded_channel();
     let d = Driver {

@@ -9,6 +9,7 @@ use clap::Args;
 use ditto_core::{Addr, NodeConfig, ReplicaConfig};
 use ditto_server::{DriverConfig, MetricsEndpoint, Net, TokioNet};
 use tokio::io::AsyncReadExt;
+use tracing::Instrument;
 
 /// Where a server listens and how the others reach it.
 #[derive(Debug, Args)]
@@ -149,8 +150,10 @@ async fn run(
         ),
         None => None,
     };
-    // The driver logs in a span of its own; these lines say the same, before it starts.
-    ditto_server::driver::node_span(&me, 0).in_scope(|| {
+    // Everything this server logs names it and its view: these lines before the driver starts,
+    // and the metrics endpoint's beside it, are in the span the driver keeps up to date.
+    let span = ditto_server::driver::node_span(&me, 0);
+    span.in_scope(|| {
         match &contact {
             None => tracing::info!("{role} listening on {}:{port} as {me}", net.host),
             Some(c) => tracing::info!(
@@ -167,10 +170,12 @@ async fn run(
         ..DriverConfig::default()
     };
     if let Some(endpoint) = endpoint {
-        tokio::spawn(endpoint.serve());
+        tokio::spawn(endpoint.serve().instrument(span.clone()));
     }
     let cfg = NodeConfig::new(ReplicaConfig::new(me, contact, group_seed()));
-    ditto_server::run_node(net, listener, cfg, driver, stop(exit_on_eof)).await?;
+    ditto_server::run_node(net, listener, cfg, driver, stop(exit_on_eof))
+        .instrument(span)
+        .await?;
     Ok(ExitCode::SUCCESS)
 }
 
