@@ -244,10 +244,10 @@ impl<N: Net, M: Machine + Observe> Driver<N, M> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.conns.insert(id, tx);
         let (events, limits) = (self.events.clone(), self.limits());
-        self.tasks.spawn(
-            async move { conn::run(stream, id, events, rx, limits).await }
-                .instrument(self.span.clone()),
-        );
+        // A connection task logs nothing, so it is not run in the node's span: entering the
+        // span on each of its polls would cost for nothing.
+        self.tasks
+            .spawn(async move { conn::run(stream, id, events, rx, limits).await });
     }
 
     /// Carries out the machine's outputs, with the log's view brought up to date first (the
@@ -298,21 +298,20 @@ impl<N: Net, M: Machine + Observe> Driver<N, M> {
         self.conns.insert(id, tx);
         let (net, events, limits) = (self.net.clone(), self.events.clone(), self.limits());
         let timeout = self.cfg.connect_timeout;
+        // Only a failed connect logs, in the node's span (entered then, not on every poll).
         let span = self.span.clone();
-        let task = async move {
+        self.tasks.spawn(async move {
             match tokio::time::timeout(timeout, net.connect(&addr)).await {
                 Ok(Ok(stream)) => conn::run(stream, id, events, rx, limits).await,
                 Ok(Err(e)) => {
-                    tracing::debug!("connect to {addr} failed: {e}");
+                    span.in_scope(|| tracing::debug!("connect to {addr} failed: {e}"));
                     let _ = events.send(Event::Closed(id));
                 }
                 Err(_) => {
-                    tracing::debug!("connect to {addr} timed out");
+                    span.in_scope(|| tracing::debug!("connect to {addr} timed out"));
                     let _ = events.send(Event::Closed(id));
                 }
             }
-        }
-        .instrument(span);
-        self.tasks.spawn(task);
+        });
     }
 }
