@@ -240,10 +240,12 @@ pub fn backups_synced(status: &str, backups: &[u16]) -> bool {
 
 impl LocalCluster {
     /// Starts a primary on `base_port` and `backups` backups on the ports after it, and waits
-    /// until every backup has joined and synced.
+    /// until every backup has joined and synced. With `metrics_port`, each serves its metrics
+    /// on 127.0.0.1 too: the primary at `metrics_port`, the backups at the ports after it.
     pub async fn start(
         base_port: u16,
         backups: usize,
+        metrics_port: Option<u16>,
         log_level: &str,
         logs: Logs,
     ) -> anyhow::Result<LocalCluster> {
@@ -251,26 +253,23 @@ impl LocalCluster {
         if last > u16::MAX as usize {
             bail!("ports {base_port}..={last} do not fit below 65536");
         }
-        let backups: Vec<(u16, u16)> = (1..=backups)
-            .map(|i| (base_port + i as u16, base_port))
-            .collect();
-        LocalCluster::start_logging(base_port, &backups, log_level, logs).await
-    }
-
-    /// Starts a primary on `primary` and a backup on each `(port, join_port)`, the logs going
-    /// where `logs` says. If a server fails to start, the ones already running are stopped.
-    pub async fn start_logging(
-        primary: u16,
-        backups: &[(u16, u16)],
-        log_level: &str,
-        logs: Logs,
-    ) -> anyhow::Result<LocalCluster> {
-        let mut specs = vec![ServerSpec::primary(primary)];
-        specs.extend(
-            backups
-                .iter()
-                .map(|&(port, join)| ServerSpec::backup(port, join)),
-        );
+        let mut specs = vec![ServerSpec::primary(base_port)];
+        specs.extend((1..=backups).map(|i| ServerSpec::backup(base_port + i as u16, base_port)));
+        if let Some(first) = metrics_port {
+            let last_metrics = first as usize + backups;
+            if last_metrics > u16::MAX as usize {
+                bail!("metrics ports {first}..={last_metrics} do not fit below 65536");
+            }
+            if (first as usize) <= last && base_port as usize <= last_metrics {
+                bail!(
+                    "metrics ports {first}..={last_metrics} overlap the servers' ports {base_port}..={last}"
+                );
+            }
+            for (spec, port) in specs.iter_mut().zip(first..) {
+                spec.args
+                    .extend(["--metrics".to_owned(), format!("127.0.0.1:{port}")]);
+            }
+        }
         LocalCluster::start_servers(&specs, log_level, logs).await
     }
 

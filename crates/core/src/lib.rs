@@ -26,6 +26,7 @@ pub mod replica;
 pub mod resp;
 pub mod seed;
 pub mod session;
+pub mod stats;
 pub mod wire;
 
 pub use addr::Addr;
@@ -34,4 +35,5 @@ pub use node::{Node, NodeConfig};
 pub use replica::{
     Bugs, Effect, JoinAnswer, Replica, ReplicaConfig, Status, Timeouts, WriteOutcome,
 };
+pub use stats::{BackupStats, NodeStats, Role};
 pub use wire::Seq;

@@ -15,10 +15,14 @@ mod conn;
 pub mod driver;
 pub mod group;
 pub mod net;
+mod observe;
 pub mod resp_client;
+pub mod telemetry;
 
 pub use client::{Client, ClientError, Conclusion};
 pub use driver::{DriverConfig, run_node};
 pub use group::{GroupClient, GroupError, GroupOptions, Move, ReadPolicy};
 pub use net::{Listener, Net, TokioNet};
+pub use observe::Observe;
 pub use resp_client::{RespClient, RespClientError};
+pub use telemetry::endpoint::MetricsEndpoint;

@@ -1,6 +1,6 @@
 //! `ditto primary` and `ditto backup`: run one server until interrupted.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -8,8 +8,9 @@ use anyhow::Context;
 use clap::Args;
 use ditto_core::peer_auth::Secret;
 use ditto_core::{Addr, NodeConfig, ReplicaConfig};
-use ditto_server::{DriverConfig, Net, TokioNet};
+use ditto_server::{DriverConfig, MetricsEndpoint, Net, TokioNet};
 use tokio::io::AsyncReadExt;
+use tracing::Instrument;
 
 /// Where a server listens and how the others reach it.
 #[derive(Debug, Args)]
@@ -28,6 +29,20 @@ pub struct NetArgs {
     /// others expect.
     #[arg(long, value_name = "IP")]
     source_addr: Option<IpAddr>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100). Off by default.
+    #[arg(long, value_name = "IP:PORT", value_parser = metrics_addr)]
+    metrics: Option<SocketAddr>,
+}
+
+/// Parses the `--metrics` address: a literal `IP:PORT`, which binds at once (see `main`'s
+/// `serve`), with a port of its own.
+fn metrics_addr(s: &str) -> Result<SocketAddr, String> {
+    match s.parse::<SocketAddr>() {
+        Ok(a) if a.port() != 0 => Ok(a),
+        _ => Err(format!(
+            "'{s}' is not an address to serve metrics on (expected IP:PORT, e.g. 127.0.0.1:9100)"
+        )),
+    }
 }
 
 impl NetArgs {
@@ -254,27 +269,44 @@ async fn run(
         source: net_args.source_addr,
     };
     let listener = bind(&net, port).await?;
-    match &contact {
-        None => tracing::info!("{role} listening on {}:{port} as {me}", net.host),
-        Some(c) => tracing::info!(
-            "{role} listening on {}:{port} as {me}, joining {c}",
-            net.host
+    let endpoint = match net_args.metrics {
+        Some(addr) => Some(
+            MetricsEndpoint::bind(addr)
+                .await
+                .with_context(|| format!("cannot serve metrics on {addr}"))?,
         ),
+        None => None,
+    };
+    // Everything this server logs names it and its view: these lines before the driver starts,
+    // and the metrics endpoint's beside it, are in the span the driver keeps up to date.
+    let span = ditto_server::driver::node_span(&me, 0);
+    span.in_scope(|| {
+        match &contact {
+            None => tracing::info!("{role} listening on {}:{port} as {me}", net.host),
+            Some(c) => tracing::info!(
+                "{role} listening on {}:{port} as {me}, joining {c}",
+                net.host
+            ),
+        }
+        if let Some(addr) = net_args.metrics {
+            tracing::info!("metrics at http://{addr}/metrics");
+        }
+    });
+    let driver = DriverConfig {
+        metrics: endpoint.is_some(),
+        ..DriverConfig::default()
+    };
+    if let Some(endpoint) = endpoint {
+        tokio::spawn(endpoint.serve().instrument(span.clone()));
     }
     let mut replica = ReplicaConfig::new(me, contact, group_seed());
     // The driver's time 0 is about now: entries are stamped from the wall clock from here on.
     replica.epoch = Some(unix_millis());
     let mut cfg = NodeConfig::new(replica);
     store.apply(&mut cfg)?;
-    ditto_server::run_node(
-        net,
-        listener,
-        cfg,
-        DriverConfig::default(),
-        stop(exit_on_eof),
-    )
-    .await?;
-    tracing::info!("{role} stopped");
+    ditto_server::run_node(net, listener, cfg, driver, stop(exit_on_eof))
+        .instrument(span)
+        .await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -317,6 +349,7 @@ mod tests {
             bind: bind.parse().unwrap(),
             advertise: advertise.map(str::to_owned),
             source_addr: None,
+            metrics: None,
         }
     }
 
@@ -342,5 +375,27 @@ mod tests {
         assert!(at("0.0.0.0", None).is_err(), "a wildcard needs --advertise");
         assert!(at("0.0.0.0", Some("db1:0")).is_err());
         assert!(at("0.0.0.0", Some("db1:x")).is_err());
+    }
+
+    #[test]
+    fn the_metrics_address_is_a_literal_ip_and_port() {
+        assert_eq!(
+            metrics_addr("127.0.0.1:9100").unwrap().to_string(),
+            "127.0.0.1:9100"
+        );
+        assert_eq!(
+            metrics_addr("[::1]:9100").unwrap().to_string(),
+            "[::1]:9100"
+        );
+        for bad in [
+            "9100",
+            "localhost:9100",
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "1.2.3.4:99999",
+            "",
+        ] {
+            assert!(metrics_addr(bad).is_err(), "{bad}");
+        }
     }
 }

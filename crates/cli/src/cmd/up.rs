@@ -26,6 +26,10 @@ pub struct UpArgs {
     /// default is a new directory under the system's temporary directory.
     #[arg(long, value_name = "DIR")]
     log_dir: Option<PathBuf>,
+    /// Have each server serve Prometheus metrics on 127.0.0.1: the primary at
+    /// http://127.0.0.1:PORT/metrics, the backups on the ports after it. Off by default.
+    #[arg(long, value_name = "PORT", value_parser = super::port)]
+    metrics_port: Option<u16>,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
@@ -35,12 +39,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let mut cluster = LocalCluster::start(
         args.base_port,
         args.backups as usize,
+        args.metrics_port,
         &args.server_log_level,
         Logs::Dir(dir.clone()),
     )
     .await?;
     let mut banner = format!("ditto is up (server logs in {}):\n", dir.display());
-    for server in &cluster.servers {
+    for (i, server) in cluster.servers.iter().enumerate() {
+        let metrics = match args.metrics_port {
+            Some(first) => format!("  metrics 127.0.0.1:{}", first as usize + i),
+            None => String::new(),
+        };
         let log = server
             .log
             .as_ref()
@@ -48,7 +57,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
         banner.push_str(&format!(
-            "  {:<8} 127.0.0.1:{:<5}  pid {:<7}  log {log}\n",
+            "  {:<8} 127.0.0.1:{:<5}  pid {:<7}  log {log}{metrics}\n",
             server.role,
             server.port,
             server.pid().unwrap_or(0)

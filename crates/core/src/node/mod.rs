@@ -783,6 +783,14 @@ impl Node {
             }
         }
     }
+
+    /// What the node's shell reports of it (metrics): a snapshot, taken when asked.
+    pub fn stats(&self) -> crate::stats::NodeStats {
+        match &self.mode {
+            Mode::Replica(r) => crate::stats::NodeStats::of_replica(r),
+            Mode::Seed(f) => crate::stats::NodeStats::of_seed(&self.cfg.replica.addr, f),
+        }
+    }
 }
 
 /// The answer to a read now.
