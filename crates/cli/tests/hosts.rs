@@ -41,6 +41,9 @@ const REJOIN_BOUND: Duration = Duration::from_secs(2);
 const ISOLATED_WRITE_WAIT: &str = "6";
 
 /// The address node `i` (1, 2 or 3) listens on.
+/// The lab group's cluster secret.
+const LAB_SECRET: &str = "the lab group's cluster secret";
+
 fn addr(i: usize) -> String {
     format!("{SUBNET}.{i}:{PORT}")
 }
@@ -153,12 +156,14 @@ impl Lab {
     }
 
     /// `ditto ARGS...` as a command that runs inside node `i`'s namespace. `ip netns exec`
-    /// execs the program, so the process it starts is `ditto` itself.
+    /// execs the program, so the process it starts is `ditto` itself. Every server of the lab
+    /// shares a cluster secret, as a group on a network others reach must (docs/security.md).
     fn ditto_in(&self, i: usize, args: &[&str]) -> Command {
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", &self.nodes[i - 1], bin()])
-            .args(args);
+            .args(args)
+            .env("DITTO_SECRET", LAB_SECRET);
         command
     }
 

@@ -40,7 +40,7 @@ impl Secret {
     pub fn new(bytes: Vec<u8>) -> Result<Secret, String> {
         if bytes.len() < MIN_SECRET {
             return Err(format!(
-                "the cluster secret has {} bytes; use at least {MIN_SECRET} (e.g. `openssl rand -hex 32`)",
+                "the cluster secret has {} bytes; use at least {MIN_SECRET} bytes (e.g. `openssl rand -hex 32`)",
                 bytes.len()
             ));
         }

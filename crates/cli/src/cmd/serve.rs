@@ -264,6 +264,12 @@ async fn run(
     contact: Option<Addr>,
     exit_on_eof: bool,
 ) -> anyhow::Result<ExitCode> {
+    // The settings are read (and refused, if bad) before anything listens or logs.
+    let mut replica = ReplicaConfig::new(me.clone(), contact.clone(), group_seed());
+    // The driver's time 0 is about now: entries are stamped from the wall clock from here on.
+    replica.epoch = Some(unix_millis());
+    let mut cfg = NodeConfig::new(replica);
+    store.apply(&mut cfg)?;
     let net = TokioNet {
         host: net_args.bind,
         source: net_args.source_addr,
@@ -299,11 +305,6 @@ async fn run(
     if let Some(endpoint) = endpoint {
         tokio::spawn(endpoint.serve().instrument(span.clone()));
     }
-    let mut replica = ReplicaConfig::new(me, contact, group_seed());
-    // The driver's time 0 is about now: entries are stamped from the wall clock from here on.
-    replica.epoch = Some(unix_millis());
-    let mut cfg = NodeConfig::new(replica);
-    store.apply(&mut cfg)?;
     ditto_server::run_node(net, listener, cfg, driver, stop(exit_on_eof))
         .instrument(span)
         .await?;
