@@ -55,6 +55,7 @@
 //! part, not a proof for the whole.
 
 mod graph;
+mod processes;
 mod search;
 mod shortest_cycle;
 
@@ -64,6 +65,7 @@ use crate::history::{
     ClientId, Held, History, IndexedOp, InvalidHistory, Key, Op, OpKind, Outcome, Value, shown,
 };
 use crate::partition::{self, Part, Registers};
+use processes::Processes;
 
 /// Limits of the search (the write-order graph needs none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,19 +100,20 @@ pub fn check_with(history: &History, config: &Config) -> Result<Verdict, Invalid
             initial: Some(history.initial),
             ops: &ops,
         };
-        return Ok(graph::check(history, &register));
+        return Ok(graph::check(history, &register, &Processes::new(history)));
     }
+    let processes = Processes::new(history);
     let (linking, attached): (Vec<usize>, Vec<usize>) =
         (0..history.len()).partition(|&i| partition::counts(history, i));
     let verdicts: Vec<Verdict> = partition::split(history, &linking, &attached)
         .iter()
-        .map(|part| check_part(history, part, config))
+        .map(|part| check_part(history, part, &processes, config))
         .collect();
     Ok(sum_up(history, verdicts))
 }
 
 /// Checks one part: by the write-order graph if it can, else by the search.
-fn check_part(history: &History, part: &Part, config: &Config) -> Verdict {
+fn check_part(history: &History, part: &Part, processes: &Processes, config: &Config) -> Verdict {
     if part.is_single_key() {
         let initial = part.initial(history)[0];
         if graph::applies(history, initial, &part.ops) {
@@ -118,10 +121,10 @@ fn check_part(history: &History, part: &Part, config: &Config) -> Verdict {
                 initial,
                 ops: &part.ops,
             };
-            return graph::check(history, &register);
+            return graph::check(history, &register, processes);
         }
     }
-    search::run(history, part, config.max_states)
+    search::run(history, part, processes, config.max_states)
 }
 
 /// The verdict of the history from those of its parts: the smallest violation (fewest

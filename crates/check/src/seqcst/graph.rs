@@ -1,10 +1,11 @@
 //! The polynomial check of one register whose written values are unique: the write-order
 //! constraint graph of the parent module, built from the register's operations only.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
+use super::processes::Processes;
 use super::{Constraint, Stats, Verdict, Violation, shortest_cycle};
-use crate::history::{ClientId, History, IndexedOp, OpKind, Outcome, Value};
+use crate::history::{History, IndexedOp, OpKind, Outcome, Value};
 
 /// One register's operations, as the graph check takes them.
 pub(super) struct Register<'h> {
@@ -33,13 +34,13 @@ pub(super) fn applies(history: &History, initial: Option<Value>, ops: &[usize]) 
     })
 }
 
-/// Checks the register; see the parent module.
-pub(super) fn check(history: &History, register: &Register<'_>) -> Verdict {
+/// Checks the register, its operations in the given processes; see the parent module.
+pub(super) fn check(history: &History, register: &Register<'_>, processes: &Processes) -> Verdict {
     let writes = Writes::new(history, register);
     if let Some(violation) = first_bad_read(history, register, &writes) {
         return Verdict::Violation(violation);
     }
-    let graph = ConstraintGraph::build(history, register, &writes);
+    let graph = ConstraintGraph::build(history, &processes.split(history, register.ops), &writes);
     if let Some(violation) = graph.first_violation(history, register, &writes) {
         return Verdict::Violation(violation);
     }
@@ -151,26 +152,20 @@ struct ConstraintGraph {
 }
 
 impl ConstraintGraph {
-    fn build(history: &History, register: &Register<'_>, writes: &Writes) -> Self {
+    fn build(history: &History, processes: &[Vec<usize>], writes: &Writes) -> Self {
         let mut graph = Self {
             edges: Vec::new(),
             causes: Vec::new(),
             read_before_own_write: None,
             before_initial: None,
             node_count: writes.nodes.len(),
-            processes: 0,
+            processes: processes.len(),
         };
         let mut seen: HashSet<(u32, u32)> = HashSet::new();
-        for ops in by_client(history, register.ops).values() {
-            let mut new_process = true;
+        for ops in processes {
             let mut prev: Option<Step> = None;
             for &index in ops {
                 let op = &history.ops[index];
-                if new_process {
-                    graph.processes += 1;
-                    prev = None;
-                    new_process = false;
-                }
                 let counts = match (op.kind, op.outcome) {
                     (_, Outcome::Ok) => true,
                     (OpKind::Write, Outcome::Unknown) => writes.node_of.contains_key(&op.value),
@@ -186,9 +181,6 @@ impl ConstraintGraph {
                         graph.constrain(prev, step, &mut seen);
                     }
                     prev = Some(step);
-                }
-                if op.outcome == Outcome::Unknown {
-                    new_process = true;
                 }
             }
         }
@@ -270,20 +262,4 @@ impl ConstraintGraph {
             through_initial: false,
         })
     }
-}
-
-/// The operations `ops` of each client, in program order (by invocation time, ties by
-/// position), clients in increasing order.
-pub(super) fn by_client(history: &History, ops: &[usize]) -> BTreeMap<ClientId, Vec<usize>> {
-    let mut by_client: BTreeMap<ClientId, Vec<usize>> = BTreeMap::new();
-    for &index in ops {
-        by_client
-            .entry(history.ops[index].client)
-            .or_default()
-            .push(index);
-    }
-    for ops in by_client.values_mut() {
-        ops.sort_by_key(|&i| (history.ops[i].invoke_ns, i));
-    }
-    by_client
 }

@@ -12,17 +12,24 @@
 
 use std::collections::HashSet;
 
-use super::{Stats, Stuck, Undecided, Verdict, Violation, graph};
+use super::processes::Processes;
+use super::{Stats, Stuck, Undecided, Verdict, Violation};
 use crate::history::{Held, History, IndexedOp, Outcome, Value};
 use crate::model::{Call, Slot, State};
 use crate::partition::Part;
 
-/// Searches for an order of the operations of `part`, within `max_states` states.
-pub(super) fn run(history: &History, part: &Part, max_states: usize) -> Verdict {
+/// Searches for an order of the operations of `part`, in the given processes, within
+/// `max_states` states.
+pub(super) fn run(
+    history: &History,
+    part: &Part,
+    processes: &Processes,
+    max_states: usize,
+) -> Verdict {
     if part.is_single_key() {
-        Search::<Option<Value>>::new(history, part).run(max_states)
+        Search::<Option<Value>>::new(history, part, processes).run(max_states)
     } else {
-        Search::<Box<[Option<Value>]>>::new(history, part).run(max_states)
+        Search::<Box<[Option<Value>]>>::new(history, part, processes).run(max_states)
     }
 }
 
@@ -32,7 +39,7 @@ struct Search<'h, S> {
     part: &'h Part,
     /// Each process's operations (indices into `calls`), in program order. Only operations that
     /// count take part: failed ones and reads that did not return changed nothing and showed
-    /// nothing. After an `unknown` operation its client goes on as a new process.
+    /// nothing.
     processes: Vec<Vec<usize>>,
     /// History position of each operation.
     index: Vec<usize>,
@@ -68,7 +75,7 @@ struct Longest {
 }
 
 impl<'h, S: State> Search<'h, S> {
-    fn new(history: &'h History, part: &'h Part) -> Self {
+    fn new(history: &'h History, part: &'h Part, processes: &Processes) -> Self {
         let mut search = Self {
             history,
             part,
@@ -79,9 +86,9 @@ impl<'h, S: State> Search<'h, S> {
             optional: Vec::new(),
             initial: S::from_values(&part.initial(history)),
         };
-        for ops in graph::by_client(history, &part.ops).values() {
+        for ops in processes.split(history, &part.ops) {
             let mut current: Vec<usize> = Vec::new();
-            for &i in ops {
+            for i in ops {
                 let op = &history.ops[i];
                 let counts = match op.outcome {
                     Outcome::Ok => true,
@@ -97,9 +104,6 @@ impl<'h, S: State> Search<'h, S> {
                         .push(op.outcome == Outcome::Ok && call.only_observes());
                     search.optional.push(op.outcome == Outcome::Unknown);
                     search.calls.push(call);
-                }
-                if op.outcome == Outcome::Unknown && !current.is_empty() {
-                    search.processes.push(std::mem::take(&mut current));
                 }
             }
             if !current.is_empty() {

@@ -419,3 +419,22 @@ fn an_undecided_search_names_the_part() {
     assert!(lin_of(&history).violation().is_some());
     assert!(seqcst::check(&history).unwrap().violation().is_some());
 }
+
+/// After an unknown operation its client is a new process, whichever key that operation
+/// touched: each part is checked with the whole history's processes, so that a part never
+/// fails where the whole history would pass.
+#[test]
+fn an_unknown_operation_on_one_key_starts_a_new_process_for_every_key() {
+    for later in [Op::set(1, "c", 2, 40, 50), Op::incr(1, "c", 2, 2, 40, 50)] {
+        let ops = vec![
+            Op::get(1, "c", Some(2), 0, 10),
+            Op::get(1, "a", None, 20, 30).with_outcome(Outcome::Unknown),
+            later.clone(),
+        ];
+        let verdict = sc(ops);
+        assert!(verdict.is_ok(), "{later}: {verdict}");
+        // Without the unknown operation in between, the client read what it only wrote later.
+        let verdict = sc(vec![Op::get(1, "c", Some(2), 0, 10), later.clone()]);
+        assert!(verdict.violation().is_some(), "{later}: {verdict}");
+    }
+}

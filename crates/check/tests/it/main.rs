@@ -3,6 +3,7 @@
 //! One test binary keeps linking cheap.
 
 mod keyed_cases;
+mod keyed_oracle;
 mod linearizable_cases;
 mod oracle;
 mod scale;
