@@ -6,7 +6,9 @@
 //! timed-out write may still take effect and a checker that assumed otherwise would raise false
 //! alarms.
 
+mod op;
 mod recorder;
+mod validate;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -15,173 +17,21 @@ use std::io::{self, BufRead, Write};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub(crate) use op::shown;
+pub use op::{Op, OpKind, Outcome};
 pub use recorder::{Recorder, Token};
+
+use crate::partition::Registers;
 
 /// Identifies one sequential client: it has at most one operation in flight at a time.
 pub type ClientId = u64;
 
-/// The value type of the register.
+/// The value type of the registers.
 pub type Value = i64;
 
-/// What an operation asked the register to do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OpKind {
-    /// `READ`: returns the value of the replica the client talks to.
-    Read,
-    /// `WRITE:v`: sets the register to `v`.
-    Write,
-}
-
-/// What the client learned about its operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// The operation returned normally; for a read, `value` is what it returned.
-    Ok,
-    /// The operation was definitely not applied (e.g. the server refused it).
-    Fail,
-    /// The operation may or may not have been applied (timeout, lost connection, or never
-    /// completed). Its effect, if any, may happen at any time after its invocation.
-    Unknown,
-}
-
-/// One operation of one client, as one line of a history file.
-///
-/// ```json
-/// {"client":3,"server":7001,"op":"write","value":5,"invoke_ns":120,"return_ns":480,"outcome":"ok"}
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Op {
-    /// The sequential client that issued the operation.
-    pub client: ClientId,
-    /// The port of the server the client talked to. Informational, except that it is how a
-    /// caller picks "the operations made at the primary" for the linearizability check.
-    #[serde(default)]
-    pub server: Option<u16>,
-    /// Read or write.
-    #[serde(rename = "op")]
-    pub kind: OpKind,
-    /// For a write, the value written (whatever the outcome); for a read, the value read, which
-    /// is only meaningful when the outcome is `ok`.
-    #[serde(default)]
-    pub value: Option<Value>,
-    /// When the client sent the request, in nanoseconds since the start of the run.
-    pub invoke_ns: u64,
-    /// When the client received the answer or gave up. `None` only for an `unknown` operation
-    /// and then read as "never": its effect may land at any later time.
-    #[serde(default)]
-    pub return_ns: Option<u64>,
-    /// What the client learned.
-    pub outcome: Outcome,
-    /// A read the primary answered under its lease (`READ:linearizable`): linearizable, so
-    /// the linearizability check takes it with the writes. Absent (false) in older files.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub linearizable: bool,
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-impl Op {
-    /// A write of `value` by `client`, invoked and returned at the given times.
-    pub fn write(client: ClientId, value: Value, invoke_ns: u64, return_ns: u64) -> Self {
-        Self {
-            client,
-            server: None,
-            kind: OpKind::Write,
-            value: Some(value),
-            invoke_ns,
-            return_ns: Some(return_ns),
-            outcome: Outcome::Ok,
-            linearizable: false,
-        }
-    }
-
-    /// A read by `client` that returned `value`, invoked and returned at the given times.
-    pub fn read(client: ClientId, value: Value, invoke_ns: u64, return_ns: u64) -> Self {
-        Self {
-            client,
-            server: None,
-            kind: OpKind::Read,
-            value: Some(value),
-            invoke_ns,
-            return_ns: Some(return_ns),
-            outcome: Outcome::Ok,
-            linearizable: false,
-        }
-    }
-
-    /// The same operation with another outcome. An `unknown` operation keeps its return time
-    /// (the moment the client gave up); use [`Op::never_returned`] to drop it. A read that did
-    /// not return `ok` loses its value, as a client learns nothing from it.
-    pub fn with_outcome(mut self, outcome: Outcome) -> Self {
-        self.outcome = outcome;
-        if outcome != Outcome::Ok && self.kind == OpKind::Read {
-            self.value = None;
-        }
-        self
-    }
-
-    /// The same read, as one the primary answered under its lease.
-    pub fn linearizable(mut self) -> Self {
-        self.linearizable = true;
-        self
-    }
-
-    /// The same operation, made through `server`.
-    pub fn at(mut self, server: u16) -> Self {
-        self.server = Some(server);
-        self
-    }
-
-    /// The same operation as one whose answer never arrived: outcome `unknown`, no return time.
-    pub fn never_returned(self) -> Self {
-        let mut op = self.with_outcome(Outcome::Unknown);
-        op.return_ns = None;
-        op
-    }
-
-    /// True if the operation is a read that returned a value.
-    pub fn is_ok_read(&self) -> bool {
-        self.kind == OpKind::Read && self.outcome == Outcome::Ok
-    }
-
-    /// The latest time the operation is known to matter: its return, or its invocation if it
-    /// never returned.
-    pub fn end_ns(&self) -> u64 {
-        self.return_ns.unwrap_or(self.invoke_ns)
-    }
-}
-
-impl fmt::Display for Op {
-    /// `client 3 write 5 (ok) at :7001 [0.120..0.480 ms]`: everything a person needs to find the
-    /// operation in a log.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "client {} ", self.client)?;
-        match (self.kind, self.value) {
-            (OpKind::Write, Some(v)) => write!(f, "write {v}")?,
-            (OpKind::Write, None) => write!(f, "write ?")?,
-            (OpKind::Read, Some(v)) if self.outcome == Outcome::Ok => write!(f, "read {v}")?,
-            (OpKind::Read, _) => write!(f, "read")?,
-        }
-        let outcome = match self.outcome {
-            Outcome::Ok => "ok",
-            Outcome::Fail => "fail",
-            Outcome::Unknown => "unknown",
-        };
-        write!(f, " ({outcome})")?;
-        if let Some(server) = self.server {
-            write!(f, " at :{server}")?;
-        }
-        match self.return_ns {
-            Some(r) => write!(f, " [{}..{} ms]", ms(self.invoke_ns), ms(r)),
-            None => write!(f, " [from {} ms, never returned]", ms(self.invoke_ns)),
-        }
-    }
-}
+/// The name of a key of the store's keyspace. Each key is a register of its own, which holds
+/// nothing until it is first written.
+pub type Key = String;
 
 /// Nanoseconds as milliseconds with microsecond precision, for messages and labels.
 pub(crate) fn ms(ns: u64) -> String {
@@ -213,6 +63,32 @@ impl IndexedOp {
 impl fmt::Display for IndexedOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{} {}", self.index, self.op)
+    }
+}
+
+/// What one register held at some point of an order the checkers tried, and which operation
+/// put it there: part of the explanation when no order fits.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Held {
+    /// The register: a key, or `None` for the single register.
+    pub key: Option<Key>,
+    /// Its value, or `None` if it held nothing.
+    pub value: Option<Value>,
+    /// The operation whose effect it was, or `None` if the register had not changed since the
+    /// start (the single register's initial value, or a key never written).
+    pub set_by: Option<IndexedOp>,
+}
+
+impl fmt::Display for Held {
+    /// `the register holds 5 (set by #3 ...)`, `key k1 holds nothing (never written)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = Registers(std::slice::from_ref(&self.key));
+        write!(f, "{name} holds {}", shown(self.value))?;
+        match (&self.set_by, &self.key) {
+            (Some(op), _) => write!(f, " (set by {op})"),
+            (None, None) => write!(f, " (the initial value)"),
+            (None, Some(_)) => write!(f, " (never written)"),
+        }
     }
 }
 
@@ -270,6 +146,54 @@ pub enum InvalidHistory {
         /// The later operation.
         second: usize,
     },
+    /// An operation lacks a field its kind needs (an incr without `by`, an ok cas without its
+    /// answer in `value`, an mset or mget without `keys`...).
+    #[error("op #{index} is {} {kind} without `{field}`", article(*kind))]
+    MissingField {
+        /// The operation.
+        index: usize,
+        /// Its kind.
+        kind: OpKind,
+        /// The field it lacks, as named in the file format.
+        field: &'static str,
+    },
+    /// An operation carries a field its kind does not use (`keys` on a read, `key` on an mset,
+    /// `by` on a write...): most likely a mistake in whatever wrote the history.
+    #[error("op #{index} is {} {kind}, which has no `{field}`", article(*kind))]
+    FieldNotUsed {
+        /// The operation.
+        index: usize,
+        /// Its kind.
+        kind: OpKind,
+        /// The field, as named in the file format.
+        field: &'static str,
+    },
+    /// An mset, or an ok mget, whose `values` do not pair up with its `keys`: a different count,
+    /// or (for an mset) a null.
+    #[error(
+        "op #{index} is {} {kind} of {keys} keys with {values} values, {nulls} of them null",
+        article(*kind)
+    )]
+    ValuesDoNotMatchKeys {
+        /// The operation.
+        index: usize,
+        /// Its kind.
+        kind: OpKind,
+        /// How many keys it names.
+        keys: usize,
+        /// How many values it has.
+        values: usize,
+        /// How many of those are null (only an mget may read nothing).
+        nulls: usize,
+    },
+    /// An ok cas whose answer is neither 1 (swapped) nor 0 (did not).
+    #[error("op #{index} is a cas that answered {value}; a cas answers 1 (swapped) or 0 (not)")]
+    CasAnswer {
+        /// The operation.
+        index: usize,
+        /// What it answered.
+        value: Value,
+    },
     /// A client invoked an operation before its previous completed one returned.
     #[error(
         "client {client} invoked op #{second} before its op #{first} returned; \
@@ -283,6 +207,14 @@ pub enum InvalidHistory {
         /// The operation invoked too early.
         second: usize,
     },
+}
+
+/// "a" or "an", for messages naming a kind.
+fn article(kind: OpKind) -> &'static str {
+    match kind {
+        OpKind::Incr | OpKind::MSet | OpKind::MGet => "an",
+        OpKind::Read | OpKind::Write | OpKind::Cas => "a",
+    }
 }
 
 /// Why a history file could not be read.
@@ -404,76 +336,6 @@ impl History {
             writer.write_all(b"\n")?;
         }
         writer.flush()
-    }
-
-    /// Checks every rule the checkers rely on: [`History::validate_structure`], and written
-    /// values that are unique and differ from the initial value, so that each read names the
-    /// one write it saw. The sequential-consistency checker needs all of it.
-    pub fn validate(&self) -> Result<(), InvalidHistory> {
-        self.validate_structure()?;
-        let mut writers: HashMap<Value, usize> = HashMap::new();
-        for (index, op) in self.ops.iter().enumerate() {
-            let (OpKind::Write, Some(value)) = (op.kind, op.value) else {
-                continue;
-            };
-            if value == self.initial {
-                return Err(InvalidHistory::WriteOfInitialValue { index, value });
-            }
-            if let Some(&first) = writers.get(&value) {
-                return Err(InvalidHistory::DuplicateWrite {
-                    value,
-                    first,
-                    second: index,
-                });
-            }
-            writers.insert(value, index);
-        }
-        Ok(())
-    }
-
-    /// Checks the rules without which a history means nothing: sane times, writes carry a
-    /// value, ok reads carry a value, and each client has one completed operation in flight at
-    /// a time (after an `unknown` one it may go on at once, as it gave up waiting). Values may
-    /// repeat; the linearizability checker copes with that, more slowly.
-    pub fn validate_structure(&self) -> Result<(), InvalidHistory> {
-        for (index, op) in self.ops.iter().enumerate() {
-            match op.return_ns {
-                Some(return_ns) if return_ns < op.invoke_ns => {
-                    return Err(InvalidHistory::ReturnBeforeInvoke {
-                        index,
-                        invoke_ns: op.invoke_ns,
-                        return_ns,
-                    });
-                }
-                None if op.outcome != Outcome::Unknown => {
-                    return Err(InvalidHistory::MissingReturn {
-                        index,
-                        outcome: op.outcome,
-                    });
-                }
-                _ => {}
-            }
-            match (op.kind, op.value) {
-                (OpKind::Write, None) => return Err(InvalidHistory::WriteWithoutValue { index }),
-                (OpKind::Read, None) if op.outcome == Outcome::Ok => {
-                    return Err(InvalidHistory::ReadWithoutValue { index });
-                }
-                _ => {}
-            }
-        }
-        for ops in self.by_client().values() {
-            for pair in ops.windows(2) {
-                let (first, second) = (&self.ops[pair[0]], &self.ops[pair[1]]);
-                if first.outcome != Outcome::Unknown && first.end_ns() > second.invoke_ns {
-                    return Err(InvalidHistory::ClientOverlap {
-                        client: first.client,
-                        first: pair[0],
-                        second: pair[1],
-                    });
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Each client's operations in program order: by invocation time, ties by position.
@@ -637,5 +499,120 @@ mod tests {
             Op::read(2, 7, 0, 1).never_returned().to_string(),
             "client 2 read (unknown) [from 0 ms, never returned]"
         );
+        assert_eq!(
+            Op::get(1, "k1", None, 0, 1).to_string(),
+            "client 1 read k1 nothing (ok) [0..0.000001 ms]"
+        );
+        assert_eq!(
+            Op::cas(1, "k1", None, 4, false, 0, 1).to_string(),
+            "client 1 cas k1 nothing -> 4, not swapped (ok) [0..0.000001 ms]"
+        );
+        assert_eq!(
+            Op::mget(1, [("a", Some(1)), ("b", None)], 0, 1)
+                .with_outcome(Outcome::Fail)
+                .to_string(),
+            "client 1 mget a b (fail) [0..0.000001 ms]"
+        );
+    }
+
+    /// One line of each new kind, as the file format documentation shows them.
+    const KEYED_LINES: [&str; 6] = [
+        r#"{"client":1,"server":7001,"op":"write","key":"k1","value":5,"invoke_ns":10,"return_ns":20,"outcome":"ok"}"#,
+        r#"{"client":2,"server":7002,"op":"read","key":"k1","value":null,"invoke_ns":5,"return_ns":8,"outcome":"ok"}"#,
+        r#"{"client":1,"server":7001,"op":"incr","key":"n","by":2,"value":7,"invoke_ns":30,"return_ns":40,"outcome":"ok"}"#,
+        r#"{"client":2,"server":7002,"op":"cas","key":"k1","expected":5,"new":6,"value":1,"invoke_ns":30,"return_ns":40,"outcome":"ok"}"#,
+        r#"{"client":1,"server":7001,"op":"mset","keys":["a","b"],"values":[1,2],"invoke_ns":50,"return_ns":60,"outcome":"ok"}"#,
+        r#"{"client":2,"server":7002,"op":"mget","keys":["a","b"],"values":[1,null],"invoke_ns":50,"return_ns":60,"outcome":"ok"}"#,
+    ];
+
+    #[test]
+    fn jsonl_round_trips_every_kind_of_keyed_operation() {
+        let text = KEYED_LINES.join("\n") + "\n";
+        let history = History::from_jsonl(text.as_bytes()).unwrap();
+        history.validate().unwrap();
+        let expected = History::new(vec![
+            Op::set(1, "k1", 5, 10, 20).at(7001),
+            Op::get(2, "k1", None, 5, 8).at(7002),
+            Op::incr(1, "n", 2, 7, 30, 40).at(7001),
+            Op::cas(2, "k1", Some(5), 6, true, 30, 40).at(7002),
+            Op::mset(1, [("a", 1), ("b", 2)], 50, 60).at(7001),
+            Op::mget(2, [("a", Some(1)), ("b", None)], 50, 60).at(7002),
+        ]);
+        assert_eq!(history, expected);
+        let mut buf = Vec::new();
+        history.write_jsonl(&mut buf).unwrap();
+        assert_eq!(String::from_utf8(buf).unwrap(), text);
+        // A cas on a key that must hold nothing writes `expected` as null; leaving it out
+        // means the same.
+        let cas = Op::cas(1, "k", None, 1, true, 0, 1);
+        let line = serde_json::to_string(&cas).unwrap();
+        assert!(line.contains(r#""expected":null,"new":1"#), "{line}");
+        let without = line.replace(r#""expected":null,"#, "");
+        assert_eq!(serde_json::from_str::<Op>(&without).unwrap(), cas);
+    }
+
+    #[test]
+    fn validate_rejects_keyed_operations_missing_what_their_kind_needs() {
+        let bad = |op: Op| History::new(vec![op]).validate_structure().unwrap_err();
+        let mut incr = Op::incr(1, "n", 1, 1, 0, 1);
+        incr.by = None;
+        assert_eq!(bad(incr).to_string(), "op #0 is an incr without `by`");
+        let mut sum = Op::incr(1, "n", 1, 1, 0, 1);
+        sum.value = None;
+        assert!(matches!(
+            bad(sum),
+            InvalidHistory::MissingField { field: "value", .. }
+        ));
+        let mut cas = Op::cas(1, "k", None, 1, true, 0, 1);
+        cas.value = Some(2);
+        assert_eq!(
+            bad(cas).to_string(),
+            "op #0 is a cas that answered 2; a cas answers 1 (swapped) or 0 (not)"
+        );
+        let mut mset = Op::mset(1, [("a", 1), ("b", 2)], 0, 1);
+        mset.values[1] = None;
+        assert_eq!(
+            bad(mset).to_string(),
+            "op #0 is an mset of 2 keys with 2 values, 1 of them null"
+        );
+        let mut mget = Op::mget(1, [("a", Some(1))], 0, 1);
+        mget.values.clear();
+        assert!(matches!(
+            bad(mget),
+            InvalidHistory::ValuesDoNotMatchKeys {
+                keys: 1,
+                values: 0,
+                ..
+            }
+        ));
+        let empty = Op::mget(1, Vec::<(Key, Option<Value>)>::new(), 0, 1);
+        assert!(matches!(
+            bad(empty),
+            InvalidHistory::MissingField { field: "keys", .. }
+        ));
+        let keyed_mset = Op::mset(1, [("a", 1)], 0, 1).on("a");
+        assert_eq!(
+            bad(keyed_mset).to_string(),
+            "op #0 is an mset, which has no `key`"
+        );
+        let mut write_by = Op::set(1, "a", 1, 0, 1);
+        write_by.by = Some(1);
+        assert!(matches!(
+            bad(write_by),
+            InvalidHistory::FieldNotUsed { field: "by", .. }
+        ));
+        // A key may hold nothing; a read of it returning nothing is fine, and so is an mget
+        // that did not return anything because it failed.
+        History::new(vec![
+            Op::get(1, "a", None, 0, 1),
+            Op::mget(1, [("a", None)], 2, 3).with_outcome(Outcome::Fail),
+        ])
+        .validate()
+        .unwrap();
+        // Values written to keys may repeat (the checkers search then); the single register's
+        // may not.
+        History::new(vec![Op::set(1, "a", 1, 0, 1), Op::set(1, "a", 1, 2, 3)])
+            .validate()
+            .unwrap();
     }
 }

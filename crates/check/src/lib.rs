@@ -84,7 +84,10 @@
 
 pub mod history;
 pub mod linearizable;
+mod model;
+pub mod partition;
 pub mod seqcst;
 pub mod timeline;
 
-pub use history::{History, Op, OpKind, Outcome, Recorder};
+pub use history::{History, Key, Op, OpKind, Outcome, Recorder};
+pub use partition::Part;

@@ -80,9 +80,13 @@
 mod search;
 mod zones;
 
+use std::collections::HashSet;
 use std::fmt;
 
-use crate::history::{History, IndexedOp, InvalidHistory, Op, OpKind, Outcome, Value, ms};
+use crate::history::{
+    Held, History, IndexedOp, InvalidHistory, Key, Op, OpKind, Outcome, Value, ms, shown,
+};
+use crate::partition::{self, Part, Registers};
 
 /// Limits of the search (the zone check needs none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,9 +106,10 @@ impl Default for Config {
     }
 }
 
-/// Checks that the operations of `history` for which `select` is true are linearizable; see the
-/// module documentation. Decides every history whose checked writes have unique values (in
-/// O(n log n)); searches, within `config`, when they do not.
+/// Checks that the operations of `history` for which `select` is true are linearizable, part by
+/// part (see the module documentation). Decides every part of one register whose checked
+/// writes have unique values and that has only reads and writes (in O(n log n)); searches,
+/// within `config` for each part, the others.
 ///
 /// Returns `Err` only if the history breaks the rules in [`History::validate_structure`].
 pub fn check(
@@ -114,10 +119,15 @@ pub fn check(
 ) -> Result<Verdict, InvalidHistory> {
     history.validate_structure()?;
     let ops = participants(history, select);
-    Ok(match zones::check(history, &ops) {
-        Ok(verdict) => verdict,
-        Err(why) => search::run(history, ops, config.max_states, why),
-    })
+    Ok(by_parts(
+        history,
+        &ops,
+        Method::Zones,
+        |part| match zone_check(history, part) {
+            Ok(verdict) => verdict,
+            Err(why) => search::run(history, part, config.max_states, why),
+        },
+    ))
 }
 
 /// Like [`check`], but always with the Wing–Gong/Lowe search, which copes with repeated values
@@ -129,12 +139,78 @@ pub fn search(
 ) -> Result<Verdict, InvalidHistory> {
     history.validate_structure()?;
     let ops = participants(history, select);
-    Ok(search::run(
-        history,
-        ops,
-        config.max_states,
-        WhySearch::Requested,
-    ))
+    let requested = WhySearch::Requested;
+    Ok(by_parts(history, &ops, Method::Search(requested), |part| {
+        search::run(history, part, config.max_states, requested)
+    }))
+}
+
+/// The zone check of `part`, or why it cannot take it.
+fn zone_check(history: &History, part: &Part) -> Result<Verdict, WhySearch> {
+    if !part.is_single_key() {
+        return Err(WhySearch::MultiKey {
+            keys: part.keys.len(),
+        });
+    }
+    let ops = || part.ops.iter().map(|&i| &history.ops[i]);
+    if let Some(op) = ops().find(|op| !matches!(op.kind, OpKind::Read | OpKind::Write)) {
+        return Err(WhySearch::NotReadWrite { kind: op.kind });
+    }
+    let initial = part.initial(history)[0];
+    zones::check(history, part.keys[0].as_ref(), initial, &part.ops)
+}
+
+/// Splits the operations `ops` into parts, each with its operations in invocation order (ties
+/// by position), checks each with `check_part`, and sums up: the smallest violation found in
+/// any part (fewest operations, then the earliest part), else the first part left undecided,
+/// else every part's statistics together (`empty` is the method an empty history reports).
+fn by_parts(
+    history: &History,
+    ops: &[usize],
+    empty: Method,
+    mut check_part: impl FnMut(&Part) -> Verdict,
+) -> Verdict {
+    let mut verdicts: Vec<Verdict> = partition::split(history, ops, &[])
+        .into_iter()
+        .map(|mut part| {
+            part.ops.sort_by_key(|&i| (history.ops[i].invoke_ns, i));
+            check_part(&part)
+        })
+        .collect();
+    if verdicts.len() == 1 {
+        return verdicts.remove(0);
+    }
+    if let Some(smallest) = verdicts
+        .iter()
+        .filter_map(Verdict::violation)
+        .min_by_key(|v| v.ops().len())
+    {
+        return Verdict::Violation(smallest.clone());
+    }
+    if let Some(undecided) = verdicts.iter().find(|v| v.is_undecided()) {
+        return undecided.clone();
+    }
+    let mut total = Stats {
+        ops: 0,
+        states: 0,
+        method: empty,
+        parts: verdicts.len(),
+        searched: 0,
+    };
+    for verdict in &verdicts {
+        if let Verdict::Ok(stats) = verdict {
+            total.ops += stats.ops;
+            total.states += stats.states;
+            total.searched += stats.searched;
+            if total.method == empty && stats.method != Method::Zones {
+                total.method = stats.method;
+            }
+        }
+    }
+    if total.searched == 0 && !verdicts.is_empty() {
+        total.method = Method::Zones;
+    }
+    Verdict::Ok(total)
 }
 
 /// The selected operations that take part (see the module documentation), in invocation order,
@@ -143,21 +219,44 @@ fn participants(history: &History, select: impl Fn(&Op) -> bool) -> Vec<usize> {
     let selected: Vec<usize> = (0..history.len())
         .filter(|&i| select(&history.ops[i]))
         .collect();
-    let observed: std::collections::HashSet<Value> = selected
-        .iter()
-        .map(|&i| &history.ops[i])
-        .filter(|op| op.is_ok_read())
-        .filter_map(|op| op.value)
-        .collect();
+    // What selected reads and mgets returned, register by register.
+    let mut observed: HashSet<(Option<&str>, Value)> = HashSet::new();
+    // Registers that a selected incr or cas, not failed, may have read: there a write nobody
+    // read may still show, through a sum or a swap.
+    let mut computed: HashSet<Option<&str>> = HashSet::new();
+    for &i in &selected {
+        let op = &history.ops[i];
+        let key = op.key.as_deref();
+        match (op.kind, op.outcome) {
+            (OpKind::Read, Outcome::Ok) => observed.extend(op.value.map(|v| (key, v))),
+            (OpKind::MGet, Outcome::Ok) => observed.extend(
+                op.keys
+                    .iter()
+                    .zip(&op.values)
+                    .filter_map(|(k, v)| v.map(|v| (Some(k.as_str()), v))),
+            ),
+            (OpKind::Incr | OpKind::Cas, Outcome::Ok | Outcome::Unknown) => {
+                computed.insert(key);
+            }
+            _ => {}
+        }
+    }
+    let shows = |key: Option<&str>, value: Option<Value>| {
+        computed.contains(&key) || value.is_some_and(|v| observed.contains(&(key, v)))
+    };
     let mut ops: Vec<usize> = selected
         .into_iter()
         .filter(|&i| {
             let op = &history.ops[i];
             match (op.kind, op.outcome) {
                 (_, Outcome::Ok) => true,
-                (OpKind::Write, Outcome::Unknown) => {
-                    op.value.is_some_and(|v| observed.contains(&v))
-                }
+                (OpKind::Write, Outcome::Unknown) => shows(op.key.as_deref(), op.value),
+                (OpKind::MSet, Outcome::Unknown) => op
+                    .keys
+                    .iter()
+                    .zip(&op.values)
+                    .any(|(k, &v)| shows(Some(k), v)),
+                (OpKind::Incr | OpKind::Cas, Outcome::Unknown) => true,
                 _ => false,
             }
         })
@@ -167,6 +266,9 @@ fn participants(history: &History, select: impl Fn(&Op) -> bool) -> Vec<usize> {
 }
 
 /// The answer of [`check`].
+// A verdict is made once per check and read by people: boxing its violation would save
+// nothing that matters.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// An order respecting real time explains every read.
@@ -202,12 +304,18 @@ impl fmt::Display for Verdict {
         match self {
             Verdict::Ok(stats) => write!(f, "linearizable: {stats}"),
             Verdict::Violation(v) => write!(f, "not linearizable: {v}"),
-            Verdict::Exhausted(e) => write!(
-                f,
-                "undecided: {}, so the exhaustive search ran, and it gave up after {} states; \
-                 the longest linearizable prefix found has {} of {} ops",
-                e.why, e.states, e.longest_prefix, e.ops
-            ),
+            Verdict::Exhausted(e) => {
+                write!(f, "undecided")?;
+                if e.keys.iter().any(Option::is_some) {
+                    write!(f, " on {}", Registers(&e.keys))?;
+                }
+                write!(
+                    f,
+                    ": {}, so the exhaustive search ran, and it gave up after {} states; \
+                     the longest linearizable prefix found has {} of {} ops",
+                    e.why, e.states, e.longest_prefix, e.ops
+                )
+            }
         }
     }
 }
@@ -237,6 +345,18 @@ pub enum WhySearch {
         /// The instant, in nanoseconds.
         at_ns: u64,
     },
+    /// The part has operations of this kind (incr, cas, mset or mget), which read and write at
+    /// once or several keys at once: a value read no longer names the one write it saw.
+    NotReadWrite {
+        /// The first such kind found.
+        kind: OpKind,
+    },
+    /// Multi-key operations link this many keys into one part, checked as one map of
+    /// registers.
+    MultiKey {
+        /// How many keys the part has.
+        keys: usize,
+    },
     /// [`search`] was called.
     Requested,
 }
@@ -252,6 +372,12 @@ impl fmt::Display for WhySearch {
                 "two clients each finished one operation and began the next at {} ms",
                 ms(*at_ns)
             ),
+            WhySearch::NotReadWrite { kind } => {
+                write!(f, "{kind} operations read and write at once")
+            }
+            WhySearch::MultiKey { keys } => {
+                write!(f, "multi-key operations link {keys} keys")
+            }
             WhySearch::Requested => write!(f, "the search was asked for"),
         }
     }
@@ -264,12 +390,34 @@ pub struct Stats {
     pub ops: usize,
     /// Distinct states the search explored; 0 for the zone check.
     pub states: usize,
-    /// How the verdict was reached.
+    /// How the verdict was reached: by zones if every part was; else by search, for the reason
+    /// of the first part searched.
     pub method: Method,
+    /// Parts checked one by one (see [`History::parts`]): 1 for a history of the single
+    /// register; 0 if no operation took part.
+    pub parts: usize,
+    /// How many of those parts the search decided.
+    pub searched: usize,
 }
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.parts > 1 {
+            let zones = self.parts - self.searched;
+            write!(
+                f,
+                "{} ops in {} parts, {zones} by zones",
+                self.ops, self.parts
+            )?;
+            return match self.method {
+                Method::Search(why) if self.searched > 0 => write!(
+                    f,
+                    " and {} by search (first because {why}), {} states explored",
+                    self.searched, self.states
+                ),
+                _ => Ok(()),
+            };
+        }
         match self.method {
             Method::Zones => write!(f, "{} ops, by zones", self.ops),
             Method::Search(why) => write!(
@@ -282,7 +430,7 @@ impl fmt::Display for Stats {
 }
 
 /// How far an undecided search got.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exhausted {
     /// Operations that took part.
     pub ops: usize,
@@ -292,12 +440,15 @@ pub struct Exhausted {
     pub longest_prefix: usize,
     /// Why the search ran.
     pub why: WhySearch,
+    /// The registers of the part it searched (`None`: the single register).
+    pub keys: Vec<Option<Key>>,
 }
 
 /// Why the operations cannot be linearized, in the fewest operations found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Violation {
-    /// A read returned a value that no checked write wrote (and that is not the initial value).
+    /// A read returned a value that no checked write (or mset) wrote (and that is not the
+    /// initial value).
     ReadOfUnwrittenValue {
         /// The read.
         read: IndexedOp,
@@ -311,14 +462,15 @@ pub enum Violation {
         /// The write.
         write: IndexedOp,
     },
-    /// The register must have held each of two values before the other.
+    /// The register (or key) must have held each of two values before the other.
     Cycle {
         /// Why it held `first.earlier` before `first.later`.
         first: Box<Precedes>,
         /// Why it held `first.later` before `first.earlier`.
         second: Box<Precedes>,
     },
-    /// Found by the search: where every attempt to linearize got stuck.
+    /// Found by the search: where every attempt to linearize got stuck. The only kind of
+    /// violation for parts with incr, cas, mset or mget.
     Stuck(Stuck),
 }
 
@@ -348,36 +500,59 @@ impl Violation {
     }
 }
 
+impl Violation {
+    /// The register the violation is about, as named in messages: `None` for the single
+    /// register (and for the search's explanations, which name their own).
+    fn key(&self) -> Option<&Key> {
+        match self {
+            Violation::ReadOfUnwrittenValue { read, .. }
+            | Violation::ReadBeforeWrite { read, .. } => read.op.key.as_ref(),
+            Violation::Cycle { first, .. } => first.key.as_ref(),
+            Violation::Stuck(_) => None,
+        }
+    }
+}
+
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // "to key k1" where a key is meant; nothing for the single register, as ever.
+        let to = self
+            .key()
+            .map(|k| format!(" to key {k}"))
+            .unwrap_or_default();
         match self {
             Violation::ReadOfUnwrittenValue {
                 read,
                 unchecked_write,
             } => {
-                let v = read.op.value.unwrap_or_default();
+                let v = shown(read.op.value);
                 write!(f, "{read} returned {v}, but ")?;
                 match unchecked_write {
                     Some(w) if w.op.outcome == Outcome::Fail => write!(
                         f,
-                        "the only write of {v} failed, so it was never applied: {w}"
+                        "the only write of {v}{to} failed, so it was never applied: {w}"
                     )?,
-                    Some(w) => write!(f, "the only write of {v} is not among those checked: {w}")?,
-                    None => write!(f, "no operation wrote {v}")?,
+                    Some(w) => write!(
+                        f,
+                        "the only write of {v}{to} is not among those checked: {w}"
+                    )?,
+                    None => write!(f, "no operation wrote {v}{to}")?,
                 }
             }
             Violation::ReadBeforeWrite { read, write } => {
-                let v = read.op.value.unwrap_or_default();
+                let v = shown(read.op.value);
                 write!(
                     f,
-                    "{read} returned {v} before the only write of {v} was invoked: {write}"
+                    "{read} returned {v} before the only write of {v}{to} was invoked: {write}"
                 )?;
             }
             Violation::Cycle { first, second } => {
+                let register = std::slice::from_ref(&first.key);
                 write!(
                     f,
-                    "the register held {first}; and it held {second}: as each value is written \
-                     once, no order of the operations explains both"
+                    "{} held {first}; and it held {second}: as each value is written \
+                     once, no order of the operations explains both",
+                    Registers(register)
                 )?;
             }
             Violation::Stuck(stuck) => return write!(f, "{stuck}"),
@@ -391,12 +566,14 @@ impl fmt::Display for Violation {
 /// One half of a [`Violation::Cycle`]: the register held `earlier` before `later`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Precedes {
-    /// The value held first.
-    pub earlier: Value,
+    /// The register: a key, or `None` for the single register.
+    pub key: Option<Key>,
+    /// The value held first (`None`: nothing, as a key holds before it is written).
+    pub earlier: Option<Value>,
     /// The write of `earlier`, or `None` if it is the initial value.
     pub earlier_write: Option<IndexedOp>,
     /// The value held later.
-    pub later: Value,
+    pub later: Option<Value>,
     /// The reason: an operation writing or reading `earlier` that returned before an operation
     /// writing or reading `later` was invoked; `None` if `earlier` is the initial value, which
     /// the register holds before any write.
@@ -415,12 +592,18 @@ impl Precedes {
 
 impl fmt::Display for Precedes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} before {}, as ", self.earlier, self.later)?;
-        match &self.because {
-            Some((returned, invoked)) => {
+        write!(
+            f,
+            "{} before {}, as ",
+            shown(self.earlier),
+            shown(self.later)
+        )?;
+        match (&self.because, self.earlier) {
+            (Some((returned, invoked)), _) => {
                 write!(f, "{returned} returned before {invoked} was invoked")
             }
-            None => write!(f, "{} is the initial value", self.earlier),
+            (None, Some(initial)) => write!(f, "{initial} is the initial value"),
+            (None, None) => write!(f, "a key holds nothing until it is written"),
         }
     }
 }
@@ -428,8 +611,8 @@ impl fmt::Display for Precedes {
 /// Where every attempt of the search to linearize got stuck.
 ///
 /// The search found an order for the operations in `prefix` and then none of the operations
-/// that could take effect next (those invoked before the earliest pending return) fits the
-/// register's value.
+/// that could take effect next (those invoked before the earliest pending return) fits what the
+/// registers hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stuck {
     /// Operations that took part.
@@ -437,10 +620,11 @@ pub struct Stuck {
     /// Positions in the history of the longest linearizable prefix found, in linearization
     /// order.
     pub prefix: Vec<usize>,
-    /// The register's value after `prefix`.
-    pub register: Value,
-    /// The write in `prefix` that set that value, or `None` if it is the initial value.
-    pub last_write: Option<IndexedOp>,
+    /// What the registers the stuck operations touch held after `prefix`, and the operations of
+    /// `prefix` that set them.
+    pub registers: Vec<Held>,
+    /// Every register of the part searched (`None`: the single register).
+    pub part: Vec<Option<Key>>,
     /// The operations that could take effect after `prefix`, none of which fits.
     pub stuck: Vec<IndexedOp>,
     /// The pending operation that returned first: one of the stuck operations had to take effect
@@ -449,11 +633,15 @@ pub struct Stuck {
 }
 
 impl Stuck {
-    /// Positions in the history of the operations to highlight: the write that set the
-    /// register and the operations that could not follow it.
+    /// Positions in the history of the operations to highlight: the operations that set the
+    /// registers in question and the operations that could not follow them.
     pub fn ops(&self) -> Vec<usize> {
         let mut ops: Vec<usize> = self.stuck.iter().map(|op| op.index).collect();
-        ops.extend(self.last_write.as_ref().map(|w| w.index));
+        ops.extend(
+            self.registers
+                .iter()
+                .filter_map(|held| held.set_by.as_ref().map(|w| w.index)),
+        );
         ops.push(self.deadline.index);
         ops.sort_unstable();
         ops.dedup();
@@ -468,14 +656,19 @@ impl fmt::Display for Stuck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "only {} of the {} operations can be linearized; after them the register holds {}",
+            "only {} of the {} operations",
             self.prefix.len(),
-            self.checked,
-            self.register
+            self.checked
         )?;
-        match &self.last_write {
-            Some(w) => write!(f, " (set by {w})")?,
-            None => write!(f, " (the initial value)")?,
+        if self.part.iter().any(Option::is_some) {
+            write!(f, " on {}", Registers(&self.part))?;
+        }
+        write!(f, " can be linearized; after them ")?;
+        for (i, held) in self.registers.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{held}")?;
         }
         write!(f, ", and no operation that could take effect next fits: ")?;
         for (i, op) in self.stuck.iter().take(LISTED).enumerate() {

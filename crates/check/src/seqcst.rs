@@ -31,43 +31,145 @@
 //!   order to what it did before, since the unknown operation may take effect at any later time;
 //! - an `unknown` write counts only if some read saw its value; otherwise it is dropped (had it
 //!   taken effect unseen, dropping it changes no read).
+//!
+//! # Keys, and what a per-key check proves
+//!
+//! A history with keys ([`Op::key`], [`OpKind::MSet`]...) is checked part by part
+//! ([`History::parts`]): each part is the projection of the history onto its registers (every
+//! operation that touches them, in each client's program order), and must be sequentially
+//! consistent on its own. A part of one register with only reads and writes of unique values
+//! takes the write-order graph above; any other (incr, cas, keys linked by mset and mget,
+//! repeated values) takes a memoized search for one order of its operations that respects each
+//! process's program order and the sequential model of a map of registers, which gives up after
+//! [`Config::max_states`] states with [`Verdict::Undecided`].
+//!
+//! Checking part by part is **weaker** than checking the whole history: unlike
+//! linearizability, sequential consistency does not compose. Client 1 writes `x=1` then reads
+//! `y` as nothing, client 2 writes `y=1` then reads `x` as nothing: each key alone has an
+//! order, but no single order of all four operations exists. Deciding sequential consistency of
+//! several registers at once is NP-complete even when every value is written once (Gibbons and
+//! Korach's VSC-read), so no extension of the polynomial graph check above decides it; the
+//! whole-history check is kept for what it can decide, histories of the single register alone
+//! (which are checked exactly as they always were), and histories with keys get the per-part
+//! check. A violation in a part is a violation of the whole history; a pass is a pass of every
+//! part, not a proof for the whole.
 
+mod graph;
+mod processes;
+mod search;
 mod shortest_cycle;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
-use crate::history::{ClientId, History, IndexedOp, InvalidHistory, Op, OpKind, Outcome, Value};
+use crate::history::{
+    ClientId, Held, History, IndexedOp, InvalidHistory, Key, Op, OpKind, Outcome, Value, shown,
+};
+use crate::partition::{self, Part, Registers};
+use processes::Processes;
 
-/// Checks that `history` is sequentially consistent; see the module documentation.
+/// Limits of the search (the write-order graph needs none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// How many distinct (position in every process, registers' values) states the search of a
+    /// part explores before giving up with [`Verdict::Undecided`].
+    pub max_states: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_states: 1_000_000,
+        }
+    }
+}
+
+/// Checks that `history` is sequentially consistent (part by part, if it has keys); see the
+/// module documentation. The search for parts that need it gets [`Config::default`].
 ///
 /// Returns `Err` only if the history breaks the rules in [`History::validate`].
 pub fn check(history: &History) -> Result<Verdict, InvalidHistory> {
+    check_with(history, &Config::default())
+}
+
+/// Like [`check`], with the given limits for the search.
+pub fn check_with(history: &History, config: &Config) -> Result<Verdict, InvalidHistory> {
     history.validate()?;
-    let writes = Writes::new(history);
-    if let Some(violation) = first_bad_read(history, &writes) {
-        return Ok(Verdict::Violation(violation));
+    if partition::single_register(history) {
+        let ops: Vec<usize> = (0..history.len()).collect();
+        let register = graph::Register {
+            initial: Some(history.initial),
+            ops: &ops,
+        };
+        return Ok(graph::check(history, &register, &Processes::new(history)));
     }
-    let graph = ConstraintGraph::build(history, &writes);
-    if let Some(violation) = graph.first_violation(history, &writes) {
-        return Ok(Verdict::Violation(violation));
+    let processes = Processes::new(history);
+    let (linking, attached): (Vec<usize>, Vec<usize>) =
+        (0..history.len()).partition(|&i| partition::counts(history, i));
+    let verdicts: Vec<Verdict> = partition::split(history, &linking, &attached)
+        .iter()
+        .map(|part| check_part(history, part, &processes, config))
+        .collect();
+    Ok(sum_up(history, verdicts))
+}
+
+/// Checks one part: by the write-order graph if it can, else by the search.
+fn check_part(history: &History, part: &Part, processes: &Processes, config: &Config) -> Verdict {
+    if part.is_single_key() {
+        let initial = part.initial(history)[0];
+        if graph::applies(history, initial, &part.ops) {
+            let register = graph::Register {
+                initial,
+                ops: &part.ops,
+            };
+            return graph::check(history, &register, processes);
+        }
     }
-    Ok(Verdict::Ok(Stats {
+    search::run(history, part, processes, config.max_states)
+}
+
+/// The verdict of the history from those of its parts: the smallest violation (fewest
+/// operations, then the earliest part), else the first part left undecided, else every part's
+/// statistics together.
+fn sum_up(history: &History, verdicts: Vec<Verdict>) -> Verdict {
+    if let Some(smallest) = verdicts
+        .iter()
+        .filter_map(Verdict::violation)
+        .min_by_key(|v| v.ops().len())
+    {
+        return Verdict::Violation(smallest.clone());
+    }
+    if let Some(undecided) = verdicts.iter().find(|v| v.is_undecided()) {
+        return undecided.clone();
+    }
+    let mut total = Stats {
         ops: history.len(),
-        writes: writes.nodes.len() - 1,
-        reads: history.ops.iter().filter(|op| op.is_ok_read()).count(),
-        processes: graph.processes,
-        edges: graph.edges.len(),
-    }))
+        parts: verdicts.len(),
+        ..Stats::default()
+    };
+    for verdict in &verdicts {
+        if let Verdict::Ok(stats) = verdict {
+            total.writes += stats.writes;
+            total.reads += stats.reads;
+            total.processes += stats.processes;
+            total.edges += stats.edges;
+        }
+    }
+    Verdict::Ok(total)
 }
 
 /// The answer of [`check`].
+// A verdict is made once per check and read by people: boxing its violation would save
+// nothing that matters.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Some single order of writes explains what every process saw.
+    /// Some single order of writes explains what every process saw (for a history with keys:
+    /// of every part, each on its own).
     Ok(Stats),
     /// No order can explain the operations named in the violation.
     Violation(Violation),
+    /// The search of a part hit [`Config::max_states`] before deciding: nothing is known.
+    Undecided(Undecided),
 }
 
 impl Verdict {
@@ -79,9 +181,14 @@ impl Verdict {
     /// The violation, if there is one.
     pub fn violation(&self) -> Option<&Violation> {
         match self {
-            Verdict::Ok(_) => None,
             Verdict::Violation(v) => Some(v),
+            _ => None,
         }
+    }
+
+    /// True if the check gave up without deciding.
+    pub fn is_undecided(&self) -> bool {
+        matches!(self, Verdict::Undecided(_))
     }
 }
 
@@ -90,6 +197,7 @@ impl fmt::Display for Verdict {
         match self {
             Verdict::Ok(stats) => write!(f, "sequentially consistent: {stats}"),
             Verdict::Violation(v) => write!(f, "not sequentially consistent: {v}"),
+            Verdict::Undecided(u) => write!(f, "undecided: {u}"),
         }
     }
 }
@@ -99,16 +207,21 @@ impl fmt::Display for Verdict {
 pub struct Stats {
     /// Operations in the history, whatever their outcome.
     pub ops: usize,
-    /// Writes that took part: `ok` ones and `unknown` ones some read observed.
+    /// Writes that took part: `ok` ones and `unknown` ones some read observed (in searched
+    /// parts, every `ok` or `unknown` operation that may change something: writes, incrs, cas
+    /// and msets).
     pub writes: usize,
-    /// Reads that returned a value.
+    /// Reads that returned a value (in searched parts, mgets too).
     pub reads: usize,
     /// Sequential processes: one per client, plus one more after each `unknown` operation
-    /// followed by others.
+    /// followed by others (for a history with keys, counted in each part).
     pub processes: usize,
     /// Distinct ordering constraints between two writes (not counting "the initial value comes
-    /// first").
+    /// first"); the search of a part counts none.
     pub edges: usize,
+    /// Parts checked one by one (see [`History::parts`]): 1 for a history of the single
+    /// register, which is checked whole.
+    pub parts: usize,
 }
 
 impl fmt::Display for Stats {
@@ -117,6 +230,37 @@ impl fmt::Display for Stats {
             f,
             "{} ops ({} writes, {} reads) in {} processes, {} ordering constraints",
             self.ops, self.writes, self.reads, self.processes, self.edges
+        )?;
+        if self.parts > 1 {
+            write!(f, "; each of {} parts on its own", self.parts)?;
+        }
+        Ok(())
+    }
+}
+
+/// How far an undecided search got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Undecided {
+    /// Operations of the part that took part.
+    pub ops: usize,
+    /// States explored before giving up.
+    pub states: usize,
+    /// Length of the longest order found.
+    pub longest_prefix: usize,
+    /// The registers of the part (`None`: the single register).
+    pub keys: Vec<Option<Key>>,
+}
+
+impl fmt::Display for Undecided {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the search of {} gave up after {} states; the longest order found explains {} of \
+             {} ops",
+            Registers(&self.keys),
+            self.states,
+            self.longest_prefix,
+            self.ops
         )
     }
 }
@@ -152,6 +296,9 @@ pub enum Violation {
         /// `constraints` holds one constraint, whose later write is the initial one).
         through_initial: bool,
     },
+    /// Found by the search of a part: where every attempt to order its operations got stuck.
+    /// The only kind of violation for parts with incr, cas, mset or mget.
+    Stuck(Stuck),
 }
 
 impl Violation {
@@ -174,15 +321,33 @@ impl Violation {
                 .flatten()
                 .map(|op| op.index)
                 .collect(),
+            Violation::Stuck(stuck) => stuck.ops(),
         };
         ops.sort_unstable();
         ops.dedup();
         ops
     }
+
+    /// The key the violation is about, for the write-order graph's violations of a key; `None`
+    /// for the single register (and for the search's, which name their own part).
+    fn key(&self) -> Option<&Key> {
+        match self {
+            Violation::ReadOfUnwrittenValue { read }
+            | Violation::ReadOfFailedWrite { read, .. }
+            | Violation::ReadBeforeOwnWrite { read, .. } => read.op.key.as_ref(),
+            Violation::Cycle { constraints, .. } => {
+                constraints.first().and_then(|c| c.first.op.key.as_ref())
+            }
+            Violation::Stuck(_) => None,
+        }
+    }
 }
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(key) = self.key() {
+            write!(f, "key {key}: ")?;
+        }
         match self {
             Violation::ReadOfUnwrittenValue { read } => {
                 let v = value(&read.op);
@@ -220,13 +385,14 @@ impl fmt::Display for Violation {
                     write!(f, "{c}")?;
                 }
                 if *through_initial {
-                    let initial = constraints.first().map_or(0, |c| c.initial);
-                    write!(f, "; the initial value {initial} precedes every write")?;
+                    let initial = constraints.first().and_then(|c| c.initial);
+                    write!(f, "; {} precedes every write", write_name(None, initial))?;
                 }
                 let claims = constraints.len() + usize::from(*through_initial);
                 let all = if claims == 2 { "both" } else { "all of these" };
                 write!(f, ": no single order of writes satisfies {all}")?;
             }
+            Violation::Stuck(stuck) => write!(f, "{stuck}")?,
         }
         let ops: Vec<String> = self.ops().iter().map(|i| format!("#{i}")).collect();
         let noun = if ops.len() == 1 { "op" } else { "ops" };
@@ -238,8 +404,9 @@ impl fmt::Display for Violation {
 /// the write `earlier` (`None` stands for the implicit write of the initial value).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Constraint {
-    /// The history's initial value, which `None` stands for.
-    pub initial: Value,
+    /// The register's initial value, which `None` stands for: the history's initial value for
+    /// the single register, and `None` (nothing) for a key.
+    pub initial: Option<Value>,
     /// The client whose program order imposes the constraint.
     pub client: ClientId,
     /// Its earlier operation.
@@ -266,240 +433,94 @@ impl fmt::Display for Constraint {
     }
 }
 
-fn value(op: &Op) -> Value {
-    op.value.unwrap_or_default()
+/// Where every attempt of the search to order a part's operations got stuck.
+///
+/// The search found an order for the operations in `prefix` that keeps every process's program
+/// order, and then the next operation of every process that has one left does not fit what the
+/// registers hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stuck {
+    /// Operations of the part that took part.
+    pub checked: usize,
+    /// Positions in the history of the longest order found.
+    pub prefix: Vec<usize>,
+    /// What the registers the next operations touch held after `prefix`, and the operations of
+    /// `prefix` that set them.
+    pub registers: Vec<Held>,
+    /// Every register of the part (`None`: the single register).
+    pub part: Vec<Option<Key>>,
+    /// The next operation of each process, none of which fits.
+    pub next: Vec<IndexedOp>,
 }
 
-/// "wrote 5", "wrote 5 (outcome unknown)", "read 3".
+impl Stuck {
+    /// Positions in the history of the operations to highlight: the operations that set the
+    /// registers in question and the operations that could not follow them.
+    pub fn ops(&self) -> Vec<usize> {
+        let mut ops: Vec<usize> = self.next.iter().map(|op| op.index).collect();
+        ops.extend(
+            self.registers
+                .iter()
+                .filter_map(|held| held.set_by.as_ref().map(|w| w.index)),
+        );
+        ops.sort_unstable();
+        ops.dedup();
+        ops
+    }
+}
+
+/// How many next operations to list in words; the rest are counted.
+const LISTED: usize = 8;
+
+impl fmt::Display for Stuck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "on {}, only {} of the {} operations fit one order that keeps every process's \
+             program order; after them ",
+            Registers(&self.part),
+            self.prefix.len(),
+            self.checked
+        )?;
+        for (i, held) in self.registers.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{held}")?;
+        }
+        write!(f, ", and the next operation of no process fits: ")?;
+        for (i, op) in self.next.iter().take(LISTED).enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            write!(f, "{op}")?;
+        }
+        if self.next.len() > LISTED {
+            write!(f, "; and {} more", self.next.len() - LISTED)?;
+        }
+        Ok(())
+    }
+}
+
+fn value(op: &Op) -> String {
+    shown(op.value)
+}
+
+/// "wrote 5", "wrote 5 (outcome unknown)", "read 3", "read nothing".
 fn did(op: &Op) -> String {
     match op.kind {
-        OpKind::Read => format!("read {}", value(op)),
         OpKind::Write if op.outcome == Outcome::Unknown => {
             format!("wrote {} (outcome unknown)", value(op))
         }
         OpKind::Write => format!("wrote {}", value(op)),
+        _ => format!("read {}", value(op)),
     }
 }
 
-fn write_name(write: Option<&IndexedOp>, initial: Value) -> String {
-    match write {
-        Some(w) => format!("write {}", value(&w.op)),
-        None => format!("the initial value {initial}"),
-    }
-}
-
-/// Node 0 of the write-order graph is the initial write; node `n > 0` is the write op
-/// `nodes[n]`.
-const INITIAL: u32 = 0;
-
-/// Which write produced each value, and which writes take part in the order.
-struct Writes {
-    /// Every write, whatever its outcome, by value.
-    by_value: HashMap<Value, usize>,
-    /// Graph node of each participating write, by value.
-    node_of: HashMap<Value, u32>,
-    /// Op index of each node (`None` for the initial write).
-    nodes: Vec<Option<usize>>,
-}
-
-impl Writes {
-    fn new(history: &History) -> Self {
-        let observed: HashSet<Value> = history
-            .ops
-            .iter()
-            .filter(|op| op.is_ok_read())
-            .filter_map(|op| op.value)
-            .collect();
-        let mut by_value = HashMap::new();
-        let mut node_of = HashMap::new();
-        let mut nodes = vec![None];
-        for (index, op) in history.ops.iter().enumerate() {
-            let (OpKind::Write, Some(v)) = (op.kind, op.value) else {
-                continue;
-            };
-            by_value.insert(v, index);
-            let counts = match op.outcome {
-                Outcome::Ok => true,
-                Outcome::Unknown => observed.contains(&v),
-                Outcome::Fail => false,
-            };
-            if counts {
-                node_of.insert(v, nodes.len() as u32);
-                nodes.push(Some(index));
-            }
-        }
-        node_of.insert(history.initial, INITIAL);
-        Self {
-            by_value,
-            node_of,
-            nodes,
-        }
-    }
-}
-
-/// The earliest read (by invocation) that saw a write that cannot have happened.
-fn first_bad_read(history: &History, writes: &Writes) -> Option<Violation> {
-    let mut reads: Vec<usize> = (0..history.len())
-        .filter(|&i| history.ops[i].is_ok_read())
-        .filter(|&i| !writes.node_of.contains_key(&value(&history.ops[i])))
-        .collect();
-    reads.sort_by_key(|&i| (history.ops[i].invoke_ns, i));
-    let &first = reads.first()?;
-    let read = IndexedOp::new(history, first);
-    Some(match writes.by_value.get(&value(&read.op)) {
-        Some(&w) => Violation::ReadOfFailedWrite {
-            read,
-            write: IndexedOp::new(history, w),
-        },
-        None => Violation::ReadOfUnwrittenValue { read },
-    })
-}
-
-/// An operation of a process that constrains the write order, with the write it names.
-#[derive(Clone, Copy)]
-struct Step {
-    index: usize,
-    kind: OpKind,
-    node: u32,
-}
-
-/// The ordering constraints between writes, each kept with the first pair of operations that
-/// imposed it (its "cause").
-struct ConstraintGraph {
-    edges: Vec<(u32, u32)>,
-    causes: Vec<(usize, usize)>,
-    /// A process that read a value and then wrote it.
-    read_before_own_write: Option<(usize, usize)>,
-    /// A constraint "x precedes the initial write": a cycle with "initial precedes x".
-    before_initial: Option<(usize, usize, u32)>,
-    node_count: usize,
-    processes: usize,
-}
-
-impl ConstraintGraph {
-    fn build(history: &History, writes: &Writes) -> Self {
-        let mut graph = Self {
-            edges: Vec::new(),
-            causes: Vec::new(),
-            read_before_own_write: None,
-            before_initial: None,
-            node_count: writes.nodes.len(),
-            processes: 0,
-        };
-        let mut seen: HashSet<(u32, u32)> = HashSet::new();
-        let by_client: BTreeMap<ClientId, Vec<usize>> = history.by_client().into_iter().collect();
-        for ops in by_client.values() {
-            let mut new_process = true;
-            let mut prev: Option<Step> = None;
-            for &index in ops {
-                let op = &history.ops[index];
-                if new_process {
-                    graph.processes += 1;
-                    prev = None;
-                    new_process = false;
-                }
-                let counts = match (op.kind, op.outcome) {
-                    (_, Outcome::Ok) => true,
-                    (OpKind::Write, Outcome::Unknown) => writes.node_of.contains_key(&value(op)),
-                    _ => false,
-                };
-                if counts {
-                    let step = Step {
-                        index,
-                        kind: op.kind,
-                        node: writes.node_of[&value(op)],
-                    };
-                    if let Some(prev) = prev {
-                        graph.constrain(prev, step, &mut seen);
-                    }
-                    prev = Some(step);
-                }
-                if op.outcome == Outcome::Unknown {
-                    new_process = true;
-                }
-            }
-        }
-        graph
-    }
-
-    /// Records what `first` then `second` in one process imply for the write order.
-    fn constrain(&mut self, first: Step, second: Step, seen: &mut HashSet<(u32, u32)>) {
-        let (from, to) = (first.node, second.node);
-        if from == to {
-            // Two writes always differ, and a write then a read of it, or two reads of one
-            // write, are fine. A read then a write of the value read is not.
-            if first.kind == OpKind::Read && second.kind == OpKind::Write {
-                self.read_before_own_write
-                    .get_or_insert((first.index, second.index));
-            }
-            return;
-        }
-        if to == INITIAL {
-            self.before_initial
-                .get_or_insert((first.index, second.index, from));
-        } else if from != INITIAL && seen.insert((from, to)) {
-            // Constraints from the initial write are implied: it precedes every write.
-            self.edges.push((from, to));
-            self.causes.push((first.index, second.index));
-        }
-    }
-
-    /// The simplest violation the constraints contain, if any: a read of one's own future
-    /// write (two operations), then a write that must precede the initial one, then the
-    /// shortest cycle.
-    fn first_violation(&self, history: &History, writes: &Writes) -> Option<Violation> {
-        if let Some((read, write)) = self.read_before_own_write {
-            return Some(Violation::ReadBeforeOwnWrite {
-                read: IndexedOp::new(history, read),
-                write: IndexedOp::new(history, write),
-            });
-        }
-        if let Some((first, second, from)) = self.before_initial {
-            let constraint = self.constraint(history, writes, first, second, from, INITIAL);
-            return Some(Violation::Cycle {
-                constraints: vec![constraint],
-                through_initial: true,
-            });
-        }
-        let cycle = shortest_cycle::shortest_cycle(self.node_count, &self.edges)?;
-        let mut constraints: Vec<Constraint> = cycle
-            .iter()
-            .map(|&e| {
-                let (first, second) = self.causes[e];
-                let (from, to) = self.edges[e];
-                self.constraint(history, writes, first, second, from, to)
-            })
-            .collect();
-        // Start where the history starts, so that the story reads in time order.
-        if let Some(start) = (0..constraints.len()).min_by_key(|&i| {
-            let op = &constraints[i].first;
-            (op.op.invoke_ns, op.index)
-        }) {
-            constraints.rotate_left(start);
-        }
-        Some(Violation::Cycle {
-            constraints,
-            through_initial: false,
-        })
-    }
-
-    fn constraint(
-        &self,
-        history: &History,
-        writes: &Writes,
-        first: usize,
-        second: usize,
-        from: u32,
-        to: u32,
-    ) -> Constraint {
-        let write = |node: u32| writes.nodes[node as usize].map(|i| IndexedOp::new(history, i));
-        Constraint {
-            initial: history.initial,
-            client: history.ops[first].client,
-            first: IndexedOp::new(history, first),
-            second: IndexedOp::new(history, second),
-            earlier: write(from),
-            later: write(to),
-        }
+fn write_name(write: Option<&IndexedOp>, initial: Option<Value>) -> String {
+    match (write, initial) {
+        (Some(w), _) => format!("write {}", value(&w.op)),
+        (None, Some(initial)) => format!("the initial value {initial}"),
+        (None, None) => "the key's empty start".to_owned(),
     }
 }

@@ -53,8 +53,8 @@ impl From<&seqcst::Verdict> for Highlight {
         Self {
             ops: verdict.violation().map(|v| v.ops()).unwrap_or_default(),
             explanation: verdict.to_string(),
-            violation: !verdict.is_ok(),
-            undecided: false,
+            violation: verdict.violation().is_some(),
+            undecided: verdict.is_undecided(),
         }
     }
 }

@@ -89,19 +89,37 @@ impl Recorder {
         kind: OpKind,
         value: Option<Value>,
     ) -> Token {
-        let mut state = self.lock();
-        let invoke_ns = state.tick(self.start);
-        let index = state.ops.len();
-        state.ops.push(Op {
+        self.invoke_op(Op {
             client,
             server,
             kind,
-            value: if kind == OpKind::Write { value } else { None },
-            invoke_ns,
-            return_ns: None,
-            outcome: Outcome::Unknown,
-            linearizable: false,
-        });
+            value,
+            ..Op::default()
+        })
+    }
+
+    /// Records that a client sends the request `op` describes, of any kind (keys, incr, cas,
+    /// mset, mget): call it just before sending. Only what the client asked is kept (client,
+    /// server, kind, keys and arguments); the time is now, and what it returned is left for
+    /// [`Recorder::complete`] or [`Recorder::complete_mget`].
+    ///
+    /// ```
+    /// use ditto_check::history::{Op, Outcome, Recorder};
+    /// let rec = Recorder::new();
+    /// let t = rec.invoke_op(Op::incr(1, "hits", 2, 0, 0, 0).at(7001));
+    /// rec.complete(t, Outcome::Ok, Some(2));
+    /// let t = rec.invoke_op(Op::mget(1, [("hits", None), ("misses", None)], 0, 0));
+    /// rec.complete_mget(t, Outcome::Ok, vec![Some(2), None]);
+    /// let history = rec.history();
+    /// assert_eq!(history.ops[0].to_string().split(" (").next(), Some("client 1 incr hits by 2 -> 2"));
+    /// history.validate().unwrap();
+    /// ```
+    pub fn invoke_op(&self, op: Op) -> Token {
+        let mut op = op.never_returned();
+        let mut state = self.lock();
+        op.invoke_ns = state.tick(self.start);
+        let index = state.ops.len();
+        state.ops.push(op);
         Token {
             recorder: self.id,
             index,
@@ -111,9 +129,30 @@ impl Recorder {
     /// Records what the client learned: call it just after the answer arrives, or when the
     /// client gives up (`Outcome::Unknown`, which keeps the time it gave up).
     ///
-    /// `read_value` is the value a read returned; it is ignored for writes and for reads whose
-    /// outcome is not `Ok`.
+    /// `read_value` is what a read returned (`None` for a key that held nothing), the sum an
+    /// incr returned, or a cas's answer (1 swapped, 0 not); it is ignored for writes and msets,
+    /// and for operations whose outcome is not `Ok`.
     pub fn complete(&self, token: Token, outcome: Outcome, read_value: Option<Value>) {
+        self.finish(token, outcome, |op| {
+            if matches!(op.kind, OpKind::Read | OpKind::Incr | OpKind::Cas) {
+                op.value = read_value;
+            }
+        });
+    }
+
+    /// Like [`Recorder::complete`], for an mget: `values` are what it returned, one per key
+    /// (`None` for a key that held nothing); ignored unless the outcome is `Ok`.
+    pub fn complete_mget(&self, token: Token, outcome: Outcome, values: Vec<Option<Value>>) {
+        self.finish(token, outcome, |op| {
+            if op.kind == OpKind::MGet {
+                op.values = values;
+            }
+        });
+    }
+
+    /// Records the return time and outcome of the operation `token` names, and, if it is ok,
+    /// what it returned (by `set_result`).
+    fn finish(&self, token: Token, outcome: Outcome, set_result: impl FnOnce(&mut Op)) {
         debug_assert_eq!(token.recorder, self.id, "token from another recorder");
         if token.recorder != self.id {
             return;
@@ -124,14 +163,10 @@ impl Recorder {
             return;
         };
         op.return_ns = Some(return_ns);
-        op.outcome = outcome;
-        if op.kind == OpKind::Read {
-            op.value = if outcome == Outcome::Ok {
-                read_value
-            } else {
-                None
-            };
+        if outcome == Outcome::Ok {
+            set_result(op);
         }
+        *op = std::mem::take(op).with_outcome(outcome);
     }
 
     /// Records a read that returned `value` from the primary under its lease (an answer to

@@ -1,27 +1,30 @@
-//! The Wing–Gong search with Lowe's memoization, as in Porcupine, for histories the zone check
-//! cannot take (repeated values).
+//! The Wing–Gong search with Lowe's memoization, as in Porcupine, for the parts the zone check
+//! cannot take: repeated values, incr and cas, several keys linked by mset and mget.
 //!
 //! Repeatedly pick an operation that may take effect next (one invoked before the earliest
-//! pending return), apply it to the register, and backtrack on a dead end, never exploring the
-//! same (set of operations taken, register value) twice. A read that fits the register when it
-//! may take effect is taken at once without trying alternatives (delaying a read never helps),
-//! which removes most branching on real histories. The search keeps an explicit stack, so long
+//! pending return), apply it to the part's registers (the sequential model of
+//! [`crate::model`]), and backtrack on a dead end, never exploring the same (set of operations
+//! taken, registers' values) twice. An operation that only observes (a read, an mget, a cas
+//! that reported no swap) and fits when it may take effect is taken at once without trying
+//! alternatives (delaying it never helps), which removes most branching on real histories. The search keeps an explicit stack, so long
 //! histories cannot overflow the thread's stack, and it gives up with [`Verdict::Exhausted`]
 //! after a given number of states rather than running for ever.
 
 use std::collections::{HashMap, HashSet};
 
 use super::{Exhausted, Method, Stats, Stuck, Verdict, Violation, WhySearch};
-use crate::history::{History, IndexedOp, OpKind, Outcome, Value};
+use crate::history::{Held, History, IndexedOp, Outcome, Value};
+use crate::model::{Call, Slot, State};
+use crate::partition::Part;
 
-/// Searches for a linearization of `ops` (positions in `history`, in invocation order).
-pub(super) fn run(
-    history: &History,
-    ops: Vec<usize>,
-    max_states: usize,
-    why: WhySearch,
-) -> Verdict {
-    Search::new(history, ops).run(max_states, why)
+/// Searches for a linearization of the operations of `part` (positions in `history`, in
+/// invocation order).
+pub(super) fn run(history: &History, part: &Part, max_states: usize, why: WhySearch) -> Verdict {
+    if part.is_single_key() {
+        Search::<Option<Value>>::new(history, part).run(max_states, why)
+    } else {
+        Search::<Box<[Option<Value>]>>::new(history, part).run(max_states, why)
+    }
 }
 
 /// The search state. Operations are numbered `0..n` in invocation order; `n` is the sentinel
@@ -29,16 +32,20 @@ pub(super) fn run(
 /// invocation order (to enumerate candidates) and one in return order (whose head is the
 /// earliest pending return). Taking an operation unlinks it from both; backtracking relinks it
 /// in the reverse order, which restores the lists exactly (Knuth's dancing links).
-struct Search<'h> {
+struct Search<'h, S> {
     history: &'h History,
+    part: &'h Part,
     /// History position of each operation.
-    ops: Vec<usize>,
+    ops: &'h [usize],
     invoke: Vec<u64>,
-    /// `u64::MAX` for an `unknown` write.
+    /// `u64::MAX` for an `unknown` operation.
     ret: Vec<u64>,
-    /// `Some(v)` for a write of `v`, `None` for a read (whose value is in `read_value`).
-    writes: Vec<Option<Value>>,
-    read_value: Vec<Value>,
+    /// What each operation does, and returned.
+    calls: Vec<Call>,
+    /// True for an `ok` operation that only observes: taken as soon as it fits.
+    observer: Vec<bool>,
+    /// The registers' values at the start.
+    initial: S,
     /// The client's previous completed operation, which must be taken first.
     after: Vec<Option<usize>>,
     inv_next: Vec<usize>,
@@ -49,31 +56,31 @@ struct Search<'h> {
 }
 
 /// One linearized operation on the explicit stack, with what to restore when backtracking.
-struct Frame {
+struct Frame<S> {
     op: usize,
-    state_before: Value,
+    state_before: S,
     max_taken_before: Option<usize>,
     /// Taken as a fitting read, the only choice tried at its node.
     forced: bool,
 }
 
 /// A memoized state: all operations below `64 * start_word` taken, then the taken-bits from
-/// there to the highest taken operation, and the register value. Only operations concurrent
+/// there to the highest taken operation, and the registers' values. Only operations concurrent
 /// with the earliest pending one are spelled out, which keeps keys short in long histories.
-type Key = (u32, Value, Box<[u64]>);
+type Key<S> = (u32, S, Box<[u64]>);
 
 /// The longest prefix found so far. `stable` is how much of the current stack still equals it,
 /// so that growing it copies only what changed.
 #[derive(Default)]
 struct Longest {
     ops: Vec<usize>,
-    state: Value,
     stable: usize,
     stuck: Option<(Vec<usize>, usize)>,
 }
 
-impl<'h> Search<'h> {
-    fn new(history: &'h History, ops: Vec<usize>) -> Self {
+impl<'h, S: State> Search<'h, S> {
+    fn new(history: &'h History, part: &'h Part) -> Self {
+        let ops = &part.ops;
         let n = ops.len();
         let op = |i: usize| &history.ops[ops[i]];
         let invoke: Vec<u64> = (0..n).map(|i| op(i).invoke_ns).collect();
@@ -83,10 +90,10 @@ impl<'h> Search<'h> {
                 _ => u64::MAX,
             })
             .collect();
-        let writes = (0..n)
-            .map(|i| (op(i).kind == OpKind::Write).then(|| op(i).value.unwrap_or_default()))
+        let calls: Vec<Call> = ops.iter().map(|&i| part.call(history, i)).collect();
+        let observer = (0..n)
+            .map(|i| op(i).outcome == Outcome::Ok && calls[i].only_observes())
             .collect();
-        let read_value = (0..n).map(|i| op(i).value.unwrap_or_default()).collect();
         let mut last_of_client = HashMap::new();
         let mut after = vec![None; n];
         for (i, slot) in after.iter_mut().enumerate() {
@@ -101,11 +108,13 @@ impl<'h> Search<'h> {
         let (ret_next, ret_prev) = circular_list(&by_return);
         Self {
             history,
+            part,
             ops,
             invoke,
             ret,
-            writes,
-            read_value,
+            calls,
+            observer,
+            initial: S::from_values(&part.initial(history)),
             after,
             inv_next,
             inv_prev,
@@ -117,15 +126,12 @@ impl<'h> Search<'h> {
 
     fn run(mut self, max_states: usize, why: WhySearch) -> Verdict {
         let n = self.ops.len();
-        let mut state: Value = self.history.initial;
+        let mut state: S = self.initial.clone();
         let mut max_taken: Option<usize> = None;
         let mut finite_left = self.ret.iter().filter(|&&r| r != u64::MAX).count();
-        let mut stack: Vec<Frame> = Vec::new();
-        let mut seen: HashSet<Key> = HashSet::new();
-        let mut longest = Longest {
-            state,
-            ..Longest::default()
-        };
+        let mut stack: Vec<Frame<S>> = Vec::new();
+        let mut seen: HashSet<Key<S>> = HashSet::new();
+        let mut longest = Longest::default();
         // Where to resume at the current node: `None` on a first visit; after backtracking, the
         // candidate after the one just undone (`n` when no other candidate may be tried).
         let mut resume: Option<usize> = None;
@@ -137,6 +143,8 @@ impl<'h> Search<'h> {
                     ops: n,
                     states: seen.len(),
                     method: Method::Search(why),
+                    parts: 1,
+                    searched: 1,
                 });
             }
             let deadline = self.ret_next[n];
@@ -144,9 +152,10 @@ impl<'h> Search<'h> {
             // A read that fits now may as well take effect now: any linearization that takes
             // it later stays valid with it moved here, as a read changes nothing and nothing
             // pending must precede it. So it is the only choice tried, which keeps the search
-            // from branching on every read.
+            // from branching on every read. The same holds for every operation that only
+            // observes.
             let forced = if resume.is_none() {
-                self.fitting_read(bound, state)
+                self.fitting_observer(bound, &state)
             } else {
                 None
             };
@@ -154,10 +163,10 @@ impl<'h> Search<'h> {
             let mut next = None;
             if let Some(read) = forced {
                 c = read;
-                next = self.try_take(read, state, max_taken, &mut seen);
+                next = self.try_take(read, &state, max_taken, &mut seen);
             } else {
                 while c != n && self.invoke[c] <= bound {
-                    next = self.try_take(c, state, max_taken, &mut seen);
+                    next = self.try_take(c, &state, max_taken, &mut seen);
                     if next.is_some() {
                         break;
                     }
@@ -171,6 +180,7 @@ impl<'h> Search<'h> {
                         states: seen.len(),
                         longest_prefix: longest.ops.len().max(stack.len()),
                         why,
+                        keys: self.part.keys.clone(),
                     });
                 }
                 stack.push(Frame {
@@ -185,7 +195,7 @@ impl<'h> Search<'h> {
                 if self.ret[c] != u64::MAX {
                     finite_left -= 1;
                 }
-                longest.grow(&stack, state);
+                longest.grow(&stack);
                 resume = None;
                 continue;
             }
@@ -211,22 +221,22 @@ impl<'h> Search<'h> {
         }
     }
 
-    /// Marks `i` taken if it may take effect now, fits the register, and leads to a state not
-    /// seen before; returns the new register value and highest taken operation.
+    /// Marks `i` taken if it may take effect now, fits the registers, and leads to a state not
+    /// seen before; returns the registers' new values and the highest taken operation.
     fn try_take(
         &mut self,
         i: usize,
-        state: Value,
+        state: &S,
         max_taken: Option<usize>,
-        seen: &mut HashSet<Key>,
-    ) -> Option<(Value, usize)> {
+        seen: &mut HashSet<Key<S>>,
+    ) -> Option<(S, usize)> {
         if !self.after[i].is_none_or(|p| self.is_taken(p)) {
             return None;
         }
-        let next_state = self.apply(i, state)?;
+        let next_state = self.calls[i].apply(state)?;
         let new_max = max_taken.map_or(i, |m| m.max(i));
         self.set_taken(i, true);
-        if seen.insert(self.key(i, new_max, next_state)) {
+        if seen.insert(self.key(i, new_max, next_state.clone())) {
             Some((next_state, new_max))
         } else {
             self.set_taken(i, false);
@@ -234,15 +244,15 @@ impl<'h> Search<'h> {
         }
     }
 
-    /// A read that may take effect now (invoked no later than `bound`, its client's previous
-    /// operation taken) and returns `state`.
-    fn fitting_read(&self, bound: u64, state: Value) -> Option<usize> {
+    /// An operation that only observes, may take effect now (invoked no later than `bound`,
+    /// its client's previous operation taken) and fits `state`.
+    fn fitting_observer(&self, bound: u64, state: &S) -> Option<usize> {
         let n = self.ops.len();
         let mut c = self.inv_next[n];
         while c != n && self.invoke[c] <= bound {
-            if self.writes[c].is_none()
-                && self.read_value[c] == state
+            if self.observer[c]
                 && self.after[c].is_none_or(|p| self.is_taken(p))
+                && self.calls[c].apply(state).is_some()
             {
                 return Some(c);
             }
@@ -251,16 +261,8 @@ impl<'h> Search<'h> {
         None
     }
 
-    /// The register after applying operation `i` to `state`, if the operation fits.
-    fn apply(&self, i: usize, state: Value) -> Option<Value> {
-        match self.writes[i] {
-            Some(v) => Some(v),
-            None => (self.read_value[i] == state).then_some(state),
-        }
-    }
-
     /// The memo key after taking `i` (already marked taken).
-    fn key(&self, i: usize, max_taken: usize, state: Value) -> Key {
+    fn key(&self, i: usize, max_taken: usize, state: S) -> Key<S> {
         let n = self.ops.len();
         let first = self.inv_next[n];
         let first_pending = if first == i { self.inv_next[i] } else { first };
@@ -282,19 +284,38 @@ impl<'h> Search<'h> {
         out
     }
 
+    /// Where the longest prefix got stuck: what the registers the stuck operations touch held
+    /// after it, and which operations of the prefix put it there.
     fn violation(&self, longest: Longest) -> Stuck {
         let indexed = |i: usize| IndexedOp::new(self.history, self.ops[i]);
         let (stuck, deadline) = longest.stuck.unwrap_or_default();
+        let mut touched: Vec<Slot> = stuck
+            .iter()
+            .chain([&deadline])
+            .flat_map(|&i| self.calls[i].slots())
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let mut set_by: Vec<Option<usize>> = vec![None; self.part.keys.len()];
+        let mut state = self.initial.clone();
+        for &i in &longest.ops {
+            for slot in self.calls[i].sets(&state) {
+                set_by[slot as usize] = Some(i);
+            }
+            state = self.calls[i].apply(&state).unwrap_or(state);
+        }
         Stuck {
             checked: self.ops.len(),
             prefix: longest.ops.iter().map(|&i| self.ops[i]).collect(),
-            register: longest.state,
-            last_write: longest
-                .ops
-                .iter()
-                .rev()
-                .find(|&&i| self.writes[i].is_some())
-                .map(|&i| indexed(i)),
+            registers: touched
+                .into_iter()
+                .map(|slot| Held {
+                    key: self.part.keys[slot as usize].clone(),
+                    value: state.get(slot),
+                    set_by: set_by[slot as usize].map(indexed),
+                })
+                .collect(),
+            part: self.part.keys.clone(),
             stuck: stuck.into_iter().map(indexed).collect(),
             deadline: indexed(deadline),
         }
@@ -332,12 +353,11 @@ impl<'h> Search<'h> {
 }
 
 impl Longest {
-    fn grow(&mut self, stack: &[Frame], state: Value) {
+    fn grow<S>(&mut self, stack: &[Frame<S>]) {
         if stack.len() > self.ops.len() {
             self.ops.truncate(self.stable);
             self.ops.extend(stack[self.stable..].iter().map(|f| f.op));
             self.stable = stack.len();
-            self.state = state;
             self.stuck = None;
         }
     }

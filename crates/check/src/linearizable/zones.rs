@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use super::{Method, Precedes, Stats, Verdict, Violation, WhySearch};
-use crate::history::{ClientId, History, IndexedOp, OpKind, Outcome, Value};
+use crate::history::{ClientId, History, IndexedOp, Key, OpKind, Outcome, Value};
 
 /// Rank of the virtual write of the initial value, invoked and returned before every event.
 const NEG_INF: u64 = 0;
@@ -21,17 +21,26 @@ const ALL: u64 = u64::MAX - 1;
 /// The cluster of the initial value.
 const INITIAL: usize = 0;
 
-/// Decides linearizability of `ops` (positions in `history`, in invocation order), or says why
-/// it cannot and the search must.
-pub(super) fn check(history: &History, ops: &[usize]) -> Result<Verdict, WhySearch> {
-    let mut cluster_of_value: HashMap<Value, usize> = HashMap::new();
-    cluster_of_value.insert(history.initial, INITIAL);
+/// Decides linearizability of `ops` (positions in `history`, in invocation order: reads and
+/// writes of the one register `key`, which holds `initial` at the start), or says why it cannot
+/// and the search must.
+pub(super) fn check(
+    history: &History,
+    key: Option<&Key>,
+    initial: Option<Value>,
+    ops: &[usize],
+) -> Result<Verdict, WhySearch> {
+    let mut cluster_of_value: HashMap<Option<Value>, usize> = HashMap::new();
+    cluster_of_value.insert(initial, INITIAL);
     let mut write_of: Vec<Option<usize>> = vec![None];
     for (k, &i) in ops.iter().enumerate() {
         let op = &history.ops[i];
         if op.kind == OpKind::Write {
             let value = op.value.unwrap_or_default();
-            if cluster_of_value.insert(value, write_of.len()).is_some() {
+            if cluster_of_value
+                .insert(Some(value), write_of.len())
+                .is_some()
+            {
                 return Err(WhySearch::RepeatedValue { value });
             }
             write_of.push(Some(k));
@@ -40,11 +49,13 @@ pub(super) fn check(history: &History, ops: &[usize]) -> Result<Verdict, WhySear
     let times = Times::new(history, ops)?;
     let cluster = ops
         .iter()
-        .map(|&i| cluster_of_value.get(&history.ops[i].value.unwrap_or_default()))
+        .map(|&i| cluster_of_value.get(&history.ops[i].value))
         .map(|c| c.copied())
         .collect();
     let zones = Zones {
         history,
+        key,
+        initial,
         ops,
         times,
         cluster,
@@ -58,6 +69,8 @@ pub(super) fn check(history: &History, ops: &[usize]) -> Result<Verdict, WhySear
             ops: ops.len(),
             states: 0,
             method: Method::Zones,
+            parts: 1,
+            searched: 0,
         }),
         (Some(read), None) => Verdict::Violation(zones.bad_read(read)),
         (Some(read), Some(t)) if zones.times.ret[read] <= t => {
@@ -149,6 +162,10 @@ impl Times {
 /// The clusters of a history with unique values.
 struct Zones<'h> {
     history: &'h History,
+    /// The register.
+    key: Option<&'h Key>,
+    /// What it holds at the start.
+    initial: Option<Value>,
     /// History positions of the operations, in invocation order.
     ops: &'h [usize],
     times: Times,
@@ -168,10 +185,10 @@ impl Zones<'_> {
         self.history.ops[self.ops[k]].kind == OpKind::Read
     }
 
-    fn value_of(&self, c: usize) -> Value {
+    fn value_of(&self, c: usize) -> Option<Value> {
         match self.write_of[c] {
-            Some(w) => self.history.ops[self.ops[w]].value.unwrap_or_default(),
-            None => self.history.initial,
+            Some(w) => self.history.ops[self.ops[w]].value,
+            None => self.initial,
         }
     }
 
@@ -200,7 +217,7 @@ impl Zones<'_> {
                     .history
                     .ops
                     .iter()
-                    .position(|op| op.kind == OpKind::Write && op.value == value)
+                    .position(|op| op.writes_value(self.key, value))
                     .map(|i| IndexedOp::new(self.history, i));
                 Violation::ReadOfUnwrittenValue {
                     read,
@@ -344,6 +361,7 @@ impl Zones<'_> {
             })
         };
         Precedes {
+            key: self.key.cloned(),
             earlier: self.value_of(c),
             earlier_write: self.write_of[c].map(|w| self.indexed(w)),
             later: self.value_of(d),

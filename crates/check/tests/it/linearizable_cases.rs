@@ -62,8 +62,8 @@ fn a_stale_read_after_a_completed_write_is_a_violation_though_sequentially_consi
     let Violation::Cycle { first, second } = v else {
         panic!("a cycle of two values")
     };
-    assert_eq!((first.earlier, first.later), (5, 0));
-    assert_eq!((second.earlier, second.later), (0, 5));
+    assert_eq!((first.earlier, first.later), (Some(5), Some(0)));
+    assert_eq!((second.earlier, second.later), (Some(0), Some(5)));
     assert!(second.because.is_none() && second.earlier_write.is_none());
 }
 
@@ -344,7 +344,7 @@ fn the_state_budget_turns_a_long_search_into_exhausted() {
     let tight = Config { max_states: 50 };
     let verdict = linearizable::search(&history, |_| true, &tight).unwrap();
     assert!(
-        matches!(verdict, Verdict::Exhausted(e) if e.states > 50),
+        matches!(&verdict, Verdict::Exhausted(e) if e.states > 50),
         "{verdict}"
     );
     assert!(verdict.is_undecided() && !verdict.is_ok());

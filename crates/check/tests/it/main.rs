@@ -2,6 +2,8 @@
 //! testers, toy stores that are (and are not) sequentially consistent, scale, and timelines.
 //! One test binary keeps linking cheap.
 
+mod keyed_cases;
+mod keyed_oracle;
 mod linearizable_cases;
 mod oracle;
 mod scale;

@@ -105,13 +105,10 @@ fn schedule(g: Gen, steps: &[Step]) -> History {
                 });
                 ops.push(Op {
                     client: c as u64,
-                    server: None,
                     kind,
                     value,
                     invoke_ns: time,
-                    return_ns: None,
-                    outcome: Outcome::Unknown,
-                    linearizable: false,
+                    ..Op::default()
                 });
             }
             None => {}
@@ -125,6 +122,7 @@ fn schedule(g: Gen, steps: &[Step]) -> History {
                     }
                     OpKind::Read if g.stale && choice % 8 == 1 => op.value = Some(previous),
                     OpKind::Read => op.value = Some(register),
+                    kind => unreachable!("the schedule makes no {kind}"),
                 }
                 in_flight[c] = Some(InFlight { applied: true, ..f });
             }
@@ -186,6 +184,7 @@ fn replay<T: ConsistencyTester<(u64, u32), Register<i64>>>(history: &History, te
             let ret = match op.kind {
                 OpKind::Write => RegisterRet::WriteOk,
                 OpKind::Read => RegisterRet::ReadOk(op.value.expect("ok reads have a value")),
+                kind => unreachable!("a register has no {kind}"),
             };
             tester
                 .on_return(tid_of[i], ret)
@@ -199,6 +198,7 @@ fn replay<T: ConsistencyTester<(u64, u32), Register<i64>>>(history: &History, te
             let call = match op.kind {
                 OpKind::Write => RegisterOp::Write(op.value.expect("writes have a value")),
                 OpKind::Read => RegisterOp::Read,
+                kind => unreachable!("a register has no {kind}"),
             };
             tester
                 .on_invoke(tid_of[i], call)
@@ -416,6 +416,7 @@ fn the_generators_produce_both_verdicts() {
                 cycles += 1;
             }
             seqcst::Verdict::Violation(_) => sc_bad += 1,
+            seqcst::Verdict::Undecided(u) => panic!("{u}"),
         }
         if !ours_lin(&history) {
             lin_bad += 1;

@@ -66,6 +66,7 @@ fn register_run(seed: u64, n: usize, resets: &[usize]) -> History {
                 match ops[i].kind {
                     OpKind::Write => register = ops[i].value.unwrap_or_default(),
                     OpKind::Read => ops[i].value = Some(register),
+                    kind => unreachable!("the run makes no {kind}"),
                 }
                 in_flight[c] = Some((i, true));
             }

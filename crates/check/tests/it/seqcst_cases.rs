@@ -30,6 +30,7 @@ fn empty_and_single_client_histories_are_consistent() {
             reads: 2,
             processes: 1,
             edges: 1,
+            parts: 1,
         })
     );
     assert!(

@@ -429,9 +429,12 @@ fn report(
     let sc = seqcst::check(history)?;
     let sc_time = started.elapsed();
     println!("  sequential consistency ({:.1} ms): {sc}", ms(sc_time));
-    if !sc.is_ok() {
+    if sc.violation().is_some() {
         finding = Finding::Violation;
         reasons.push("not sequentially consistent".to_owned());
+    } else if sc.is_undecided() {
+        finding = finding.min(Finding::Undecided);
+        reasons.push("sequential consistency undecided".to_owned());
     }
     let mut highlight = Highlight::from(&sc);
     let mut verdicts = vec![sc.to_string()];
@@ -465,7 +468,7 @@ fn report(
             linearizable::Verdict::Violation(_) => {
                 finding = Finding::Violation;
                 reasons.push("not linearizable".to_owned());
-                if sc.is_ok() {
+                if sc.violation().is_none() {
                     highlight = Highlight::from(&lin);
                 }
             }

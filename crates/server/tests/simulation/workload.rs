@@ -76,6 +76,7 @@ pub async fn client(
             outcome,
             // Answered under the primary's lease: only a primary answers READ:linearizable.
             linearizable: linearizable && outcome == Outcome::Ok,
+            ..Op::default()
         });
         if outcome != Outcome::Ok {
             // A late reply must never be taken for the next request's: start afresh.
