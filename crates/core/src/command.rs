@@ -243,9 +243,13 @@ pub fn parse(args: &[Bytes], limits: &Limits) -> Result<Command, Refusal> {
             need(n == 0)?;
             read(Query::DbSize)
         }
-        "PTTL" | "TTL" => {
+        "PTTL" => {
             need(n == 1)?;
             read(Query::PTtl(key(&rest[0], limits)?))
+        }
+        "TTL" => {
+            need(n == 1)?;
+            read(Query::Ttl(key(&rest[0], limits)?))
         }
         "FLUSHALL" | "FLUSHDB" => {
             // ASYNC and SYNC mean nothing here: the flush is one entry either way.
@@ -583,6 +587,13 @@ mod tests {
                 new: b("new"),
             }))
         );
+    }
+
+    #[test]
+    fn ttl_asks_for_seconds_and_pttl_for_milliseconds() {
+        assert_eq!(cmd(&["ttl", "k"]), Ok(Command::Read(Query::Ttl(b("k")))));
+        assert_eq!(cmd(&["PTTL", "k"]), Ok(Command::Read(Query::PTtl(b("k")))));
+        assert!(cmd(&["TTL"]).is_err());
     }
 
     #[test]
