@@ -69,8 +69,9 @@ pub enum Command {
     },
     Select(i64),
     Client(Client),
-    /// `COMMAND`, `COMMAND COUNT`, `COMMAND DOCS`, `COMMAND INFO`...: the subcommand, upper-cased.
-    Command(Option<String>),
+    /// `COMMAND`, `COMMAND COUNT`, `COMMAND DOCS [name...]`, `COMMAND INFO [name...]`...: the
+    /// subcommand, upper-cased, and the command names after it.
+    Command(Option<String>, Vec<Bytes>),
     /// `INFO [section...]`, sections lower-cased.
     Info(Vec<String>),
     Role,
@@ -287,7 +288,10 @@ pub fn parse(args: &[Bytes], limits: &Limits) -> Result<Command, Refusal> {
             Ok(Command::Select(int(&rest[0])?))
         }
         "CLIENT" => client(rest),
-        "COMMAND" => Ok(Command::Command(rest.first().map(|s| upper(s)))),
+        "COMMAND" => Ok(Command::Command(
+            rest.first().map(|s| upper(s)),
+            rest.iter().skip(1).cloned().collect(),
+        )),
         "INFO" => Ok(Command::Info(
             rest.iter()
                 .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
