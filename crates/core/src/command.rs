@@ -77,8 +77,9 @@ pub enum Command {
     },
     Select(i64),
     Client(Client),
-    /// `COMMAND`, `COMMAND COUNT`, `COMMAND DOCS`, `COMMAND INFO`...: the subcommand, upper-cased.
-    Command(Option<String>),
+    /// `COMMAND`, `COMMAND COUNT`, `COMMAND DOCS [name...]`, `COMMAND INFO [name...]`...: the
+    /// subcommand, upper-cased, and the command names after it.
+    Command(Option<String>, Vec<Bytes>),
     /// `INFO [section...]`, sections lower-cased.
     Info(Vec<String>),
     Role,
@@ -251,9 +252,13 @@ pub fn parse(args: &[Bytes], limits: &Limits) -> Result<Command, Refusal> {
             need(n == 0)?;
             read(Query::DbSize)
         }
-        "PTTL" | "TTL" => {
+        "PTTL" => {
             need(n == 1)?;
             read(Query::PTtl(key(&rest[0], limits)?))
+        }
+        "TTL" => {
+            need(n == 1)?;
+            read(Query::Ttl(key(&rest[0], limits)?))
         }
         "FLUSHALL" | "FLUSHDB" => {
             // ASYNC and SYNC mean nothing here: the flush is one entry either way.
@@ -291,7 +296,10 @@ pub fn parse(args: &[Bytes], limits: &Limits) -> Result<Command, Refusal> {
             Ok(Command::Select(int(&rest[0])?))
         }
         "CLIENT" => client(rest),
-        "COMMAND" => Ok(Command::Command(rest.first().map(|s| upper(s)))),
+        "COMMAND" => Ok(Command::Command(
+            rest.first().map(|s| upper(s)),
+            rest.iter().skip(1).cloned().collect(),
+        )),
         "INFO" => Ok(Command::Info(
             rest.iter()
                 .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
@@ -348,19 +356,30 @@ pub fn parse(args: &[Bytes], limits: &Limits) -> Result<Command, Refusal> {
         "RESET" => Ok(Command::Reset),
         "TIME" => Ok(Command::Time),
         "SENTINEL" => sentinel(rest),
-        _ => {
-            let first: Vec<String> = rest
-                .iter()
-                .take(3)
-                .map(|a| format!("'{}'", String::from_utf8_lossy(a)))
-                .collect();
-            Err(format!(
-                "ERR unknown command '{}', with args beginning with: {}",
-                String::from_utf8_lossy(&args[0]),
-                first.join(" ")
-            ))
-        }
+        _ => Err(unknown_command(&args[0], rest)),
     }
+}
+
+/// Redis's refusal of a command it does not know, which names the command and quotes its first
+/// arguments, each followed by a blank, within 128 bytes: a request with long arguments gets a
+/// short error, not its arguments back.
+fn unknown_command(name: &[u8], rest: &[Bytes]) -> Refusal {
+    const BUDGET: usize = 128;
+    let mut quoted = Vec::new();
+    for arg in rest {
+        if quoted.len() >= BUDGET {
+            break;
+        }
+        let room = BUDGET - quoted.len();
+        quoted.push(b'\'');
+        quoted.extend_from_slice(&arg[..arg.len().min(room)]);
+        quoted.extend_from_slice(b"' ");
+    }
+    format!(
+        "ERR unknown command '{}', with args beginning with: {}",
+        String::from_utf8_lossy(&name[..name.len().min(BUDGET)]),
+        String::from_utf8_lossy(&quoted)
+    )
 }
 
 fn set(k: &[u8], v: &[u8], opts: &[Bytes], limits: &Limits) -> Result<Command, Refusal> {
@@ -607,6 +626,37 @@ mod tests {
         );
     }
 
+    /// The words and length Redis uses: every argument quoted and followed by a blank, within
+    /// 128 bytes, so that a megabyte argument is not sent back in the error.
+    #[test]
+    fn an_unknown_command_is_refused_in_redis_words_and_briefly() {
+        assert_eq!(
+            cmd(&["nosuch"]),
+            Err("ERR unknown command 'nosuch', with args beginning with: ".to_owned())
+        );
+        assert_eq!(
+            cmd(&["nosuch", "a", "b", "c", "d"]),
+            Err(
+                "ERR unknown command 'nosuch', with args beginning with: 'a' 'b' 'c' 'd' "
+                    .to_owned()
+            )
+        );
+        let long = "x".repeat(1 << 20);
+        let refusal = cmd(&["nosuch", &long, "b"]).unwrap_err();
+        assert!(refusal.len() < 256, "{} bytes", refusal.len());
+        assert!(
+            refusal.ends_with(&format!("'{}' ", "x".repeat(128))),
+            "{refusal}"
+        );
+    }
+
+    #[test]
+    fn ttl_asks_for_seconds_and_pttl_for_milliseconds() {
+        assert_eq!(cmd(&["ttl", "k"]), Ok(Command::Read(Query::Ttl(b("k")))));
+        assert_eq!(cmd(&["PTTL", "k"]), Ok(Command::Read(Query::PTtl(b("k")))));
+        assert!(cmd(&["TTL"]).is_err());
+    }
+
     #[test]
     fn a_tagged_write_wraps_any_write() {
         assert_eq!(
@@ -694,7 +744,7 @@ mod tests {
         );
         assert_eq!(
             cmd(&["NOPE", "a", "b"]),
-            Err("ERR unknown command 'NOPE', with args beginning with: 'a' 'b'".to_owned())
+            Err("ERR unknown command 'NOPE', with args beginning with: 'a' 'b' ".to_owned())
         );
         assert_eq!(cmd(&[]), Err("ERR empty command".to_owned()));
     }

@@ -125,6 +125,9 @@ pub enum Query {
     DbSize,
     /// `PTTL key`: -2 if absent, -1 without a deadline, else milliseconds left.
     PTtl(#[serde(with = "crate::blob")] Bytes),
+    /// `TTL key`: as [`Query::PTtl`], but in seconds, rounded to the nearest as Redis rounds
+    /// them (1.5 s left reads 2).
+    Ttl(#[serde(with = "crate::blob")] Bytes),
 }
 
 /// Why an operation changed nothing.
@@ -600,15 +603,26 @@ impl Keyspace {
                     .filter(|(k, _)| self.live(k, now).is_some())
                     .count() as i64,
             ),
-            Query::PTtl(key) => Output::Int(match self.live(key, now) {
-                None => -2,
-                Some(Slot {
-                    expire_at: None, ..
-                }) => -1,
-                Some(Slot {
-                    expire_at: Some(t), ..
-                }) => (t - now) as i64,
+            Query::PTtl(key) => Output::Int(self.pttl(key, now)),
+            Query::Ttl(key) => Output::Int(match self.pttl(key, now) {
+                ms if ms < 0 => ms,
+                ms => (ms + 500) / 1000,
             }),
+        }
+    }
+}
+
+impl Keyspace {
+    /// Milliseconds `key` has left at `now`: -2 if absent, -1 without a deadline.
+    fn pttl(&self, key: &[u8], now: u64) -> i64 {
+        match self.live(key, now) {
+            None => -2,
+            Some(Slot {
+                expire_at: None, ..
+            }) => -1,
+            Some(Slot {
+                expire_at: Some(t), ..
+            }) => (t - now) as i64,
         }
     }
 }
@@ -791,6 +805,11 @@ mod tests {
         };
         k.apply(&op, 0);
         assert_eq!(k.query(&Query::PTtl(b("t")), 400), Output::Int(600));
+        assert_eq!(
+            k.query(&Query::Ttl(b("t")), 400),
+            Output::Int(1),
+            "TTL is in seconds"
+        );
         assert_eq!(k.query(&Query::Get(b("t")), 999), Output::Bulk(b("v")));
         assert_eq!(k.query(&Query::Get(b("t")), 1_000), Output::Nil);
         assert_eq!(k.query(&Query::PTtl(b("t")), 1_000), Output::Int(-2));
@@ -805,6 +824,8 @@ mod tests {
         };
         assert_eq!(k.apply(&nx, 1_000), Output::Ok);
         assert_eq!(k.query(&Query::PTtl(b("t")), 2_000), Output::Int(-1));
+        assert_eq!(k.query(&Query::Ttl(b("t")), 2_000), Output::Int(-1));
+        assert_eq!(k.query(&Query::Ttl(b("nope")), 2_000), Output::Int(-2));
         // Two replicas applying the same stamped writes agree, whatever their own clocks.
         let mut a = Keyspace::default();
         let mut c = Keyspace::default();
@@ -816,6 +837,41 @@ mod tests {
         }
         assert_eq!(a, c);
         assert_eq!(a.query(&Query::Get(b("t")), 1_500), Output::Bulk(b("1")));
+    }
+
+    /// `TTL` answers seconds, rounded to the nearest as Redis does; `PTTL` milliseconds.
+    #[test]
+    fn ttl_is_in_seconds_and_pttl_in_milliseconds() {
+        let mut k = Keyspace::default();
+        let op = KeyOp::Set {
+            key: b("t"),
+            value: b("v"),
+            when: SetIf::Always,
+            get: false,
+            px: Some(100_000),
+        };
+        k.apply(&op, 0);
+        for (at, secs, ms) in [
+            (0, 100, 100_000),
+            (400, 100, 99_600),
+            (600, 99, 99_400),
+            (99_499, 1, 501),
+            (99_600, 0, 400),
+        ] {
+            assert_eq!(
+                k.query(&Query::Ttl(b("t")), at),
+                Output::Int(secs),
+                "TTL at {at}"
+            );
+            assert_eq!(
+                k.query(&Query::PTtl(b("t")), at),
+                Output::Int(ms),
+                "PTTL at {at}"
+            );
+        }
+        assert_eq!(k.query(&Query::Ttl(b("t")), 100_000), Output::Int(-2));
+        k.apply(&set("p", "v"), 0);
+        assert_eq!(k.query(&Query::Ttl(b("p")), 0), Output::Int(-1));
     }
 
     #[test]

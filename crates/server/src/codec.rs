@@ -164,16 +164,21 @@ impl Decoder for ServerCodec {
                 let frame = self.lines.decode(buf)?;
                 Ok(self.line(frame))
             }
-            Proto::Resp => match resp::parse_request(buf) {
-                Ok(Some((args, used))) => {
-                    buf.advance(used);
-                    Ok(Some(Request::Command(args)))
-                }
-                Ok(None) => Ok(None),
-                Err(e) => {
-                    buf.clear();
-                    self.proto = Proto::Broken;
-                    Ok(Some(Request::BadFrame(e.to_string())))
+            Proto::Resp => loop {
+                match resp::parse_request(buf) {
+                    // `*0`, `*-1` and a bare line end are no request: Redis answers nothing to
+                    // them, and `redis-cli --pipe` sends a line end before its closing `ECHO`.
+                    Ok(Some((args, used))) if args.is_empty() => buf.advance(used),
+                    Ok(Some((args, used))) => {
+                        buf.advance(used);
+                        return Ok(Some(Request::Command(args)));
+                    }
+                    Ok(None) => return Ok(None),
+                    Err(e) => {
+                        buf.clear();
+                        self.proto = Proto::Broken;
+                        return Ok(Some(Request::BadFrame(e.to_string())));
+                    }
                 }
             },
             Proto::Broken => {
@@ -276,6 +281,21 @@ mod tests {
             requests(b"*2\r\n$3\r\nGET", 64, 64),
             [],
             "a request cut off at the end is dropped"
+        );
+    }
+
+    /// Empty requests are skipped, not handed on (the node would refuse them with an error
+    /// reply that the client never asked for, and `redis-cli --pipe` would count it).
+    #[test]
+    fn empty_resp_requests_are_no_requests() {
+        let ping = Request::Command(vec![b"PING".to_vec()]);
+        assert_eq!(
+            requests(
+                b"*1\r\n$4\r\nPING\r\n\r\n*0\r\n*-1\r\n\n*1\r\n$4\r\nPING\r\n",
+                64,
+                64
+            ),
+            [ping.clone(), ping]
         );
     }
 

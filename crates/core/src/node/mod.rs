@@ -89,6 +89,9 @@ enum Conn {
     PeerOut { to: Addr, group: u64, proven: bool },
     /// This node's seed `JOIN` to `to`, waiting for the answer.
     Join { to: Addr },
+    /// With a client password set: this node's `AUTH:<password>` ahead of its `JOIN` to `to`,
+    /// waiting for the `AUTH`'s answer (a server with the password refuses a `JOIN` before it).
+    JoinAuth { to: Addr },
     /// A connection the seed adapters opened (a push, a forwarded write, a first `READ`).
     Seed,
 }
@@ -262,6 +265,10 @@ impl Node {
             // replica learns what it needs from the messages of the newer view itself.
             Some(Conn::PeerOut { .. }) => {}
             Some(Conn::Join { to }) => self.on_join_answer(conn, to, line),
+            Some(Conn::JoinAuth { to }) if line == wire::ACK.as_bytes() => {
+                self.conns.insert(conn, Conn::Join { to });
+            }
+            Some(Conn::JoinAuth { to }) => self.on_join_answer(conn, to, line),
             Some(Conn::Seed) => self.on_seed_line(conn, line),
             Some(Conn::Client) | None => {
                 if let Some(hello) = line.strip_prefix(b"PEER:") {
@@ -686,7 +693,7 @@ impl Node {
                 self.peers.remove(&to);
                 self.unproven.remove(&conn);
             }
-            Some(Conn::Join { to }) => {
+            Some(Conn::Join { to } | Conn::JoinAuth { to }) => {
                 if let Mode::Replica(r) = &mut self.mode {
                     r.on_join_answer(&to, JoinAnswer::Failed("no answer".to_owned()));
                 }
@@ -732,8 +739,15 @@ impl Node {
                     conn,
                     addr: to.clone(),
                 });
+                let join = match self.cfg.password.clone() {
+                    Some(password) => {
+                        self.send(conn, format!("AUTH:{password}"));
+                        Conn::JoinAuth { to }
+                    }
+                    None => Conn::Join { to },
+                };
                 self.send(conn, format!("JOIN:{}", self.cfg.replica.addr.port()));
-                self.conns.insert(conn, Conn::Join { to });
+                self.conns.insert(conn, join);
             }
             Effect::WriteDone { token, outcome } => self.write_done(token, outcome),
             Effect::Log { level, message } => self.log(level, message),
@@ -1117,6 +1131,46 @@ mod tests {
             request(&mut node, now, c, "READ:x"),
             ["ERR:READ takes no argument, or READ:linearizable"]
         );
+    }
+
+    /// A backup given the client password gives it before its `JOIN`, which a primary with
+    /// the password refuses otherwise (so no backup could join one), and takes the `AUTH`'s
+    /// `ACK` for what it is, not for a seed-only primary's answer to the `JOIN`.
+    #[test]
+    fn a_backup_with_the_password_gives_it_before_joining() {
+        let mut cfg = NodeConfig::new(ReplicaConfig::new(
+            Addr::local(7001),
+            Some(Addr::local(7000)),
+            9,
+        ));
+        cfg.password = Some("pw".to_owned());
+        let mut node = Node::new(cfg, Millis(0));
+        let mut join = None;
+        let mut sent = Vec::new();
+        while let Some(out) = node.poll_output() {
+            match out {
+                Output::Connect { conn, addr } if addr == Addr::local(7000) => join = Some(conn),
+                Output::Send { conn, line } if Some(conn) == join => sent.push(line),
+                _ => {}
+            }
+        }
+        let join = join.expect("the backup connects to its contact");
+        assert_eq!(sent, ["AUTH:pw", "JOIN:7001"]);
+        for line in ["ACK", "ACK ditto=1 group=1f view=1 primary=127.0.0.1:7000"] {
+            node.handle(
+                Millis(1),
+                Input::Line {
+                    conn: join,
+                    line: line.as_bytes(),
+                },
+            );
+            while node.poll_output().is_some() {}
+        }
+        assert!(
+            node.replica().is_some(),
+            "the AUTH's ACK was taken for a seed-only primary's"
+        );
+        assert_eq!(node.replica().map(Replica::group), Some(0x1f));
     }
 
     #[test]

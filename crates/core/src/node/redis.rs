@@ -17,6 +17,8 @@ use crate::session::{ReadKind, Wire};
 
 use super::{Conn, Mode, Node};
 
+mod docs;
+
 /// The Redis version ditto answers as (in `INFO` and `HELLO`): the command set and replies
 /// of the commands it serves are those of this version.
 const REDIS_VERSION: &str = "7.2.0";
@@ -94,85 +96,6 @@ fn pairs(fields: Vec<(&str, String)>) -> Reply {
     )
 }
 
-/// The commands `COMMAND` describes: name, arity (negative: at least), flags, first key, last
-/// key, step, as Redis's `COMMAND` reply gives them.
-type CommandInfo = (&'static str, i64, &'static [&'static str], i64, i64, i64);
-
-const COMMANDS: &[CommandInfo] = &[
-    ("get", 2, &["readonly", "fast"], 1, 1, 1),
-    ("set", -3, &["write", "denyoom"], 1, 1, 1),
-    ("setnx", 3, &["write", "denyoom", "fast"], 1, 1, 1),
-    ("del", -2, &["write"], 1, -1, 1),
-    ("unlink", -2, &["write", "fast"], 1, -1, 1),
-    ("exists", -2, &["readonly", "fast"], 1, -1, 1),
-    ("incr", 2, &["write", "denyoom", "fast"], 1, 1, 1),
-    ("decr", 2, &["write", "denyoom", "fast"], 1, 1, 1),
-    ("incrby", 3, &["write", "denyoom", "fast"], 1, 1, 1),
-    ("decrby", 3, &["write", "denyoom", "fast"], 1, 1, 1),
-    ("mget", -2, &["readonly", "fast"], 1, -1, 1),
-    ("mset", -3, &["write", "denyoom"], 1, -1, 2),
-    ("getdel", 2, &["write", "fast"], 1, 1, 1),
-    ("append", 3, &["write", "denyoom", "fast"], 1, 1, 1),
-    ("strlen", 2, &["readonly", "fast"], 1, 1, 1),
-    ("cas", 4, &["write", "denyoom", "fast"], 1, 1, 1),
-    ("keys", 2, &["readonly"], 0, 0, 0),
-    ("scan", -2, &["readonly"], 0, 0, 0),
-    ("dbsize", 1, &["readonly", "fast"], 0, 0, 0),
-    ("ttl", 2, &["readonly", "fast"], 1, 1, 1),
-    ("pttl", 2, &["readonly", "fast"], 1, 1, 1),
-    ("flushall", -1, &["write"], 0, 0, 0),
-    ("flushdb", -1, &["write"], 0, 0, 0),
-    ("ping", -1, &["fast"], 0, 0, 0),
-    ("echo", 2, &["fast"], 0, 0, 0),
-    ("hello", -1, &["noauth", "fast"], 0, 0, 0),
-    ("auth", -2, &["noauth", "fast"], 0, 0, 0),
-    ("select", 2, &["loading", "fast"], 0, 0, 0),
-    ("client", -2, &[], 0, 0, 0),
-    ("command", -1, &["loading"], 0, 0, 0),
-    ("info", -1, &["loading"], 0, 0, 0),
-    ("role", 1, &["noscript", "loading", "fast"], 0, 0, 0),
-    ("wait", 3, &[], 0, 0, 0),
-    ("config", -2, &[], 0, 0, 0),
-    ("quit", -1, &["noauth", "fast"], 0, 0, 0),
-    ("reset", 1, &["noauth", "fast"], 0, 0, 0),
-    ("time", 1, &["loading", "fast"], 0, 0, 0),
-    ("sentinel", -2, &[], 0, 0, 0),
-    ("multi", 1, &["fast"], 0, 0, 0),
-    ("ditto.tagged", -5, &["write"], 0, 0, 0),
-    ("exec", 1, &[], 0, 0, 0),
-    ("discard", 1, &["fast"], 0, 0, 0),
-];
-
-fn command_reply(sub: Option<&str>) -> Reply {
-    let info = |&(name, arity, flags, first, last, step): &CommandInfo| {
-        Reply::Array(vec![
-            bulk(name),
-            Reply::Integer(arity),
-            Reply::Array(
-                flags
-                    .iter()
-                    .map(|f| Reply::Simple((*f).to_owned()))
-                    .collect(),
-            ),
-            Reply::Integer(first),
-            Reply::Integer(last),
-            Reply::Integer(step),
-        ])
-    };
-    match sub {
-        None => Reply::Array(COMMANDS.iter().map(info).collect()),
-        Some("COUNT") => Reply::Integer(COMMANDS.len() as i64),
-        Some("LIST") => Reply::Array(COMMANDS.iter().map(|c| bulk(c.0)).collect()),
-        // redis-cli asks for the docs to show hints; it does without them.
-        Some("DOCS") => Reply::Map(Vec::new()),
-        Some("INFO") => Reply::Array(Vec::new()),
-        Some(other) => Reply::err(format!(
-            "unknown subcommand '{}'. Try COMMAND HELP.",
-            other.to_ascii_lowercase()
-        )),
-    }
-}
-
 impl Node {
     /// A RESP request on `conn`.
     pub(super) fn on_command(&mut self, conn: ConnId, args: &[Vec<u8>]) {
@@ -218,7 +141,7 @@ impl Node {
             Ok(Command::Select(0)) => Reply::ok(),
             Ok(Command::Select(_)) => Reply::err("DB index is out of range"),
             Ok(Command::Client(c)) => self.client(conn, c),
-            Ok(Command::Command(sub)) => command_reply(sub.as_deref()),
+            Ok(Command::Command(sub, names)) => docs::command_reply(sub.as_deref(), &names),
             Ok(Command::Info(sections)) => bulk(self.info(&sections)),
             Ok(Command::Role) => self.role(),
             Ok(Command::Wait) => self.wait(),
